@@ -1,0 +1,42 @@
+"""The fully connected layer, with PyTorch's parameter layout."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from manual.numerics import Array
+
+
+class LinearCache(NamedTuple):
+    x: Array
+    weight: Array
+
+
+def linear_forward(x: Array, weight: Array, bias: Array | None) -> tuple[Array, LinearCache]:
+    r"""Affine map of a batch of rows.
+
+    .. math::
+        Y = X W^\top + b, \qquad X: (N, D_{in}),\; W: (D_{out}, D_{in}),\; b: (D_{out},)
+
+    which is the seed's :math:`z = W x + b` applied to every row :math:`x` of :math:`X`.
+    """
+    y = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y, LinearCache(x, weight)
+
+
+def linear_backward(dy: Array, cache: LinearCache) -> tuple[Array, Array, Array]:
+    r"""Gradients of the affine map, given :math:`G = \partial L / \partial Y`.
+
+    .. math::
+        \frac{\partial L}{\partial X} = G W, \qquad
+        \frac{\partial L}{\partial W} = G^\top X, \qquad
+        \frac{\partial L}{\partial b} = \sum_n G_n
+
+    The bias gradient sums over the batch because :math:`b` is broadcast to every row.
+    """
+    x, weight = cache
+    return dy @ weight, dy.T @ x, np.sum(dy, axis=0)

@@ -1,0 +1,62 @@
+"""Declarations of op options: their defaults and what values they accept.
+
+The registry declares each op's options with these, and spec validation uses
+them to reject an unknown option or a bad value with a message that names the
+layer and the option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number, optionally bounded (``low < value`` when ``open_low``)."""
+
+    default: float
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    nonzero: bool = False
+
+    def check(self, value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if value < self.low or (self.open_low and value == self.low) or value > self.high:
+            left = "(" if self.open_low else "["
+            return f"must lie in {left}{self.low}, {self.high}], got {value!r}"
+        if self.nonzero and value == 0:
+            return "must not be zero"
+        return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of strings."""
+
+    default: str
+    choices: tuple[str, ...]
+
+    def check(self, value: object) -> str | None:
+        if value not in self.choices:
+            return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A boolean."""
+
+    default: bool
+
+    def check(self, value: object) -> str | None:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+Option = Real | Choice | Flag
+
+REDUCTION = Choice("mean", ("mean", "sum", "none"))

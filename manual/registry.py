@@ -1,0 +1,195 @@
+"""The one registry of ops, modelled on PyTorch's OpInfo.
+
+Each activation and loss is one frozen :class:`OpInfo`: how the manual engine
+computes it, which PyTorch callable mirrors it (a dotted name, so that this
+module never imports torch), its options, the inputs it is defined on, its
+kinks and any tolerance override with the reason for it. Conformance tests,
+strategies, gradient checks and reports iterate :data:`ACTIVATIONS` and
+:data:`LOSSES`; adding an op is one entry here plus its forward/backward pair.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from manual.ops import classification_losses as cls
+from manual.ops import piecewise as pw
+from manual.ops import regression_losses as reg
+from manual.ops import smooth as sm
+from manual.ops import softmax as sx
+from manual.options import REDUCTION, Choice, Flag, Option, Real
+
+Options = Mapping[str, Any]
+F = "torch.nn.functional."
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An override of ``torch.testing.assert_close``'s default tolerance, with its reason."""
+
+    rtol: float
+    atol: float
+    reason: str
+
+
+# torch.testing.assert_close's defaults, by dtype.
+DEFAULT_TOLERANCES = MappingProxyType(
+    {"float32": Tolerance(1.3e-6, 1e-5, "default"), "float64": Tolerance(1e-7, 1e-7, "default")}
+)
+
+
+def no_kinks(options: Options) -> tuple[float, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """Everything the harness knows about one op.
+
+    ``domain`` is the interval that conformance inputs are drawn from (for a
+    loss, its input); ``output_range`` is the interval an activation maps into
+    (so that ``bce`` can demand probabilities); ``targets`` names the target
+    kinds a loss accepts (``()`` for activations); ``kinks`` gives, for the
+    options in force, the points where the derivative jumps.
+    """
+
+    name: str
+    forward: Callable[..., Any]
+    backward: Callable[..., Any]
+    torch: str
+    options: Mapping[str, Option] = field(default_factory=dict)
+    variants: tuple[Options, ...] = ({},)
+    domain: tuple[float, float] = (-4.0, 4.0)
+    output_range: tuple[float, float] = (-math.inf, math.inf)
+    targets: tuple[str, ...] = ()
+    kinks: Callable[[Options], tuple[float, ...]] = no_kinks
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    complex_step: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "loss" if self.targets else "activation"
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: option.default for name, option in self.options.items()}
+
+    def tolerance(self, dtype: str) -> Tolerance:
+        return self.tolerances.get(dtype, DEFAULT_TOLERANCES[dtype])
+
+
+def _pair(module: Any, name: str) -> dict[str, Any]:
+    return {"forward": getattr(module, f"{name}_forward"),
+            "backward": getattr(module, f"{name}_backward")}
+
+
+def _activation(name: str, module: Any, torch: str, **kw: Any) -> OpInfo:
+    return OpInfo(name=name, torch=torch, **_pair(module, name), **kw)
+
+
+_ACTIVATIONS = [
+    _activation("identity", pw, "torch.clone", complex_step=True),
+    _activation("relu", pw, F + "relu", output_range=(0, math.inf), kinks=lambda o: (0.0,)),
+    _activation(
+        "leaky_relu", pw, F + "leaky_relu",
+        options={"negative_slope": Real(0.01)},
+        variants=({}, {"negative_slope": 0.2}),
+        kinks=lambda o: (0.0,),
+    ),
+    _activation(
+        "elu", pw, F + "elu", options={"alpha": Real(1.0)},
+        variants=({}, {"alpha": 0.5}), output_range=(-math.inf, math.inf),
+        kinks=lambda o: (0.0,) if o.get("alpha", 1.0) != 1.0 else (),
+    ),
+    _activation("selu", pw, F + "selu", kinks=lambda o: (0.0,)),
+    _activation(
+        "celu", pw, F + "celu", options={"alpha": Real(1.0, nonzero=True)},
+        variants=({}, {"alpha": 2.0}),
+    ),
+    _activation(
+        "gelu", sm, F + "gelu", options={"approximate": Choice("none", ("none", "tanh"))},
+        variants=({}, {"approximate": "tanh"}),
+    ),
+    _activation("sigmoid", sm, "torch.sigmoid", output_range=(0, 1), complex_step=True),
+    _activation("tanh", sm, "torch.tanh", output_range=(-1, 1), complex_step=True),
+    _activation(
+        "softplus", sm, F + "softplus",
+        options={"beta": Real(1.0, low=0, open_low=True), "threshold": Real(20.0)},
+        variants=({}, {"beta": 2.0, "threshold": 3.0}),
+        output_range=(0, math.inf),
+        kinks=lambda o: (o.get("threshold", 20.0) / o.get("beta", 1.0),),
+    ),
+    _activation("silu", sm, F + "silu"),
+    _activation("mish", sm, F + "mish"),
+    _activation(
+        "hardtanh", pw, F + "hardtanh",
+        options={"min_val": Real(-1.0), "max_val": Real(1.0)},
+        variants=({}, {"min_val": -2.0, "max_val": 0.5}),
+        output_range=(-1, 1),
+        kinks=lambda o: (o.get("min_val", -1.0), o.get("max_val", 1.0)),
+    ),
+    _activation(
+        "hardsigmoid", pw, F + "hardsigmoid", domain=(-5.0, 5.0), output_range=(0, 1),
+        kinks=lambda o: (-3.0, 3.0),
+    ),
+    _activation("hardswish", pw, F + "hardswish", domain=(-5.0, 5.0), kinks=lambda o: (-3.0, 3.0)),
+    _activation("softsign", sm, F + "softsign", output_range=(-1, 1)),
+    _activation("logsigmoid", sm, F + "logsigmoid", output_range=(-math.inf, 0)),
+    # Both act on the feature axis (dim=-1): rows are samples.
+    _activation("softmax", sx, F + "softmax", output_range=(0, 1), complex_step=True),
+    _activation(
+        "log_softmax", sx, F + "log_softmax", output_range=(-math.inf, 0), complex_step=True
+    ),
+]
+
+
+def _loss(name: str, module: Any, torch: str, targets: tuple[str, ...], **kw: Any) -> OpInfo:
+    kw.setdefault("options", {"reduction": REDUCTION})
+    kw.setdefault("variants", ({}, {"reduction": "sum"}, {"reduction": "none"}))
+    return OpInfo(name=name, torch=torch, targets=targets, **_pair(module, name), **kw)
+
+
+_LOSSES = [
+    _loss("mse", reg, F + "mse_loss", ("real",), complex_step=True),
+    _loss("l1", reg, F + "l1_loss", ("real",), kinks=lambda o: (0.0,)),
+    _loss(
+        "smooth_l1", reg, F + "smooth_l1_loss", ("real",),
+        options={"reduction": REDUCTION, "beta": Real(1.0, low=0)},
+        variants=({}, {"reduction": "sum", "beta": 0.5}, {"reduction": "none", "beta": 0.0}),
+        kinks=lambda o: (0.0,) if o.get("beta", 1.0) == 0 else (),
+    ),
+    _loss(
+        "huber", reg, F + "huber_loss", ("real",),
+        options={"reduction": REDUCTION, "delta": Real(1.0, low=0, open_low=True)},
+        variants=({}, {"reduction": "sum", "delta": 0.5}, {"reduction": "none", "delta": 2.0}),
+    ),
+    _loss("bce", cls, F + "binary_cross_entropy", ("probability",), domain=(0.02, 0.98)),
+    _loss("bce_with_logits", cls, F + "binary_cross_entropy_with_logits", ("probability",)),
+    _loss(
+        "cross_entropy", cls, F + "cross_entropy", ("class_index", "class_probability"),
+        options={"reduction": REDUCTION, "label_smoothing": Real(0.0, low=0, high=1)},
+        variants=(
+            {}, {"reduction": "sum"}, {"reduction": "none"},
+            {"label_smoothing": 0.1}, {"reduction": "sum", "label_smoothing": 0.3},
+        ),
+    ),
+    _loss("nll", cls, F + "nll_loss", ("class_index",), domain=(-4.0, 0.0)),
+    _loss(
+        "kl_div", cls, F + "kl_div", ("distribution",), domain=(-4.0, 0.0),
+        options={
+            "reduction": Choice("mean", ("mean", "batchmean", "sum", "none")),
+            "log_target": Flag(False),
+        },
+        variants=(
+            {"reduction": "batchmean"}, {}, {"reduction": "sum", "log_target": True},
+            {"reduction": "none"},
+        ),
+    ),
+]
+
+ACTIVATIONS: Mapping[str, OpInfo] = {op.name: op for op in _ACTIVATIONS}
+LOSSES: Mapping[str, OpInfo] = {op.name: op for op in _LOSSES}
+OPS: Mapping[str, OpInfo] = {**ACTIVATIONS, **LOSSES}

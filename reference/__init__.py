@@ -1,0 +1,1 @@
+"""The PyTorch oracle and the differential machinery that compares it with ``manual``."""

@@ -1,0 +1,121 @@
+"""Records: the structured results that tests assert on and reports render.
+
+Every record is a dataclass that round-trips through JSON. Non-finite floats
+are written as the strings ``"nan"``, ``"inf"`` and ``"-inf"`` (strict JSON has
+no literal for them) and read back as floats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode(value: Any) -> Any:
+    """A JSON-safe copy: dataclasses to dicts, non-finite floats to strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def decode_numbers(value: Any) -> Any:
+    """Inverse of :func:`encode` for numeric content (nested lists of numbers)."""
+    if isinstance(value, list):
+        return [decode_numbers(v) for v in value]
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    return value
+
+
+def dumps(record: Any, indent: int | None = 2) -> str:
+    return json.dumps(encode(record), indent=indent, allow_nan=False)
+
+
+@dataclass
+class TensorComparison:
+    """One tensor compared between the engines.
+
+    ``max_rel_error`` is :math:`\\max |m - r| / |r|` over elements with
+    :math:`r \\ne 0`; ``tolerance_ratio`` is
+    :math:`\\max |m - r| / (\\text{atol} + \\text{rtol}\\,|r|)`, so the tensor
+    passes when it is at most 1 (``torch.testing.assert_close``'s rule), and
+    ``worst_index`` is where that maximum is reached.
+    """
+
+    name: str
+    shape: list[int]
+    dtype: str
+    max_abs_error: float
+    max_rel_error: float
+    tolerance_ratio: float
+    worst_index: list[int]
+    rtol: float
+    atol: float
+    passed: bool
+    problem: str = ""
+    manual: Any = None
+    reference: Any = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
+        raw = dict(raw)
+        for key in ("max_abs_error", "max_rel_error", "tolerance_ratio"):
+            raw[key] = float(decode_numbers(raw[key]))
+        for key in ("manual", "reference"):
+            raw[key] = decode_numbers(raw.get(key))
+        return cls(**raw)
+
+
+@dataclass
+class ComparisonRecord:
+    """Both engines run on one subject (a spec, or one op alone), every tensor compared.
+
+    ``first_divergence`` names where the engines part: the first layer whose
+    output differs going forward, else the loss, else the first layer whose
+    gradients differ going backward (``"backward: layers.2 (relu)"``).
+    """
+
+    subject: str
+    kind: str
+    dtype: str
+    seed: int
+    passed: bool
+    first_divergence: str | None
+    tolerance_reason: str
+    tensors: list[TensorComparison]
+    spec: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[TensorComparison]:
+        return [t for t in self.tensors if not t.passed]
+
+    def tensor(self, name: str) -> TensorComparison:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return dumps(self, indent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ComparisonRecord:
+        raw = dict(raw)
+        raw["tensors"] = [TensorComparison.from_dict(t) for t in raw["tensors"]]
+        return cls(**raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> ComparisonRecord:
+        return cls.from_dict(json.loads(text))
