@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make test` and `make report`.
+# Both create .venv when it is missing and install the pinned dependencies.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# One BLAS/OpenMP thread per process: pytest-xdist runs one worker per core.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: test report fuzz lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 -p no:cacheprovider
+
+report: $(STAMP)
+	$(BIN)/backprop-harness report
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=nightly $(BIN)/python -m pytest -n 2 tests -m fuzz
+
+lint: $(STAMP)
+	$(BIN)/ruff check manual reference reports tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -1,0 +1,102 @@
+"""The conformance matrix: every registered op alone, and every activation x loss in a network.
+
+Both the test suite and ``make report`` iterate these cases, so a new registry
+entry is covered everywhere without new test code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import manual
+from manual.registry import ACTIVATIONS, LOSSES, OpInfo
+from manual.spec import Spec
+from reference import sampling
+
+DTYPES = ("float32", "float64")
+
+# What the network puts after its last linear layer so that the loss gets the
+# input it is defined on: probabilities for bce, log-probabilities for nll and kl_div.
+_OUTPUT_ADAPTER: Mapping[str, str] = {"bce": "sigmoid", "nll": "log_softmax",
+                                      "kl_div": "log_softmax"}
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One op alone, with one set of options (and, for a loss, one target kind)."""
+
+    op: OpInfo
+    dtype: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    target_kind: str | None = None
+
+    @property
+    def id(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        target = f"[{self.target_kind}]" if self.target_kind else ""
+        return f"{self.op.name}{target}({opts})-{self.dtype}"
+
+
+def op_cases(dtypes: tuple[str, ...] = DTYPES) -> Iterator[OpCase]:
+    """Every registered op x every variant x every target kind x dtype."""
+    for op in [*ACTIVATIONS.values(), *LOSSES.values()]:
+        for options in op.variants:
+            for target_kind in op.targets or (None,):
+                for dtype in dtypes:
+                    yield OpCase(op, dtype, options, target_kind)
+
+
+def network_spec(
+    activation: str, loss: str, dtype: str, *, seed: int = 0, width: int = 8,
+    features: int = 4, classes: int = 3, activation_options: Mapping[str, Any] | None = None,
+    loss_options: Mapping[str, Any] | None = None,
+) -> Spec:
+    """A 2-hidden-layer MLP with ``activation`` after each hidden layer, ending in ``loss``."""
+    act = {"type": activation, **(activation_options or {})}
+    layers: list[dict[str, Any]] = [
+        {"type": "linear", "out_features": width}, act,
+        {"type": "linear", "out_features": width}, dict(act),
+        {"type": "linear", "out_features": classes},
+    ]
+    if loss in _OUTPUT_ADAPTER:
+        layers.append({"type": _OUTPUT_ADAPTER[loss]})
+    return manual.parse_spec({
+        "name": f"{activation} x {loss}", "input_shape": [features], "layers": layers,
+        "loss": {"type": loss, **(loss_options or {})}, "dtype": dtype, "seed": seed,
+    })
+
+
+def network_data(spec: Spec, batch: int = 5, target_kind: str | None = None) -> manual.Data:
+    """Seeded inputs and a target of the loss's (first) kind for ``spec``."""
+    rng = np.random.default_rng([spec.seed, 2])
+    x = rng.standard_normal((batch, spec.input_shape[0]))
+    op = LOSSES[spec.loss.type]
+    y = sampling.target(target_kind or op.targets[0], (batch, spec.output_width), rng,
+                        spec.dtype, spec.loss.options)
+    return manual.make_data(spec, x, y)
+
+
+@dataclass(frozen=True)
+class NetworkCase:
+    activation: str
+    loss: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.activation}x{self.loss}-{self.dtype}"
+
+    def spec(self, seed: int = 0) -> Spec:
+        return network_spec(self.activation, self.loss, self.dtype, seed=seed)
+
+
+def network_cases(dtypes: tuple[str, ...] = DTYPES) -> Iterator[NetworkCase]:
+    """Every activation x every loss (made compatible by the output adapter) x dtype."""
+    for activation in ACTIVATIONS:
+        for loss in LOSSES:
+            for dtype in dtypes:
+                yield NetworkCase(activation, loss, dtype)

@@ -1,0 +1,1 @@
+"""One module per ``backprop-harness`` subcommand (see :mod:`reports.cli`)."""

@@ -1,0 +1,31 @@
+"""Shared test set-up: Hypothesis profiles and one BLAS/torch thread per xdist worker."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from threadpoolctl import threadpool_limits
+
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, derandomize=True, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "nightly", max_examples=3000, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_per_worker() -> object:
+    """Two xdist workers on two cores: each keeps BLAS and torch to one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
