@@ -128,7 +128,7 @@ def compare_network(
               enumerate(zip(net.outputs, ref.outputs, strict=True))]
     pairs += [("backward: output", net.upstream[-1] if net.upstream else net.input_grad,
                ref.loss_grad)]
-    pairs += [(f"backward: layers.{i}", net.upstream[i + 1], ref.upstream[i + 1])
+    pairs += [(f"backward: layers.{i}", net.upstream[i], ref.upstream[i])
               for i in range(len(spec.layers) - 1)]
     pairs += [("backward: input", net.input_grad, ref.input_grad)]
     grads = net.named_grads()
@@ -150,8 +150,9 @@ def compare_op(
     seed: int = 0,
     shape: tuple[int, int] = (6, 5),
     target_kind: str | None = None,
+    x: np.ndarray | None = None,
 ) -> ComparisonRecord:
-    """Run one op alone in both engines on inputs from its domain.
+    """Run one op alone in both engines on inputs from its domain (or on ``x``).
 
     The upstream gradient is drawn at random. For a loss, ``target_kind``
     chooses among the kinds it accepts (the first by default).
@@ -159,7 +160,10 @@ def compare_op(
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
     rng = np.random.default_rng(seed)
-    x = sampling.op_input(op, shape, rng, dtype)
+    if x is None:
+        x = sampling.op_input(op, shape, rng, dtype)
+    else:
+        x, shape = np.asarray(x, dtype=dtype), np.shape(x)
     tolerance = op.tolerance(dtype)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     fn = engine.torch_callable(op)

@@ -110,6 +110,16 @@ class ComparisonRecord:
     def to_json(self, indent: int | None = 2) -> str:
         return dumps(self, indent)
 
+    def describe(self) -> str:
+        """A few lines for a failure message: where the engines part and by how much."""
+        verdict = "agree" if self.passed else f"part at {self.first_divergence}"
+        lines = [f"{self.subject} ({self.kind}, {self.dtype}, seed {self.seed}): engines {verdict}"]
+        for t in self.failures:
+            lines.append(f"  {t.name}: {t.problem or ''} max abs {t.max_abs_error:.3g}, max rel "
+                         f"{t.max_rel_error:.3g}, err/tol {t.tolerance_ratio:.3g} at "
+                         f"{t.worst_index} (rtol {t.rtol:g}, atol {t.atol:g})")
+        return "\n".join(lines)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ComparisonRecord:
         raw = dict(raw)
