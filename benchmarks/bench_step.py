@@ -1,0 +1,104 @@
+"""One training step (forward + loss + backward) of ``manual`` against ``reference``.
+
+Both engines run the same MLP, parameters and data, in the same process and
+with the same thread count; the script prints median times and the ratio
+manual / reference. Run: ``.venv/bin/python benchmarks/bench_step.py [--threads N]``.
+
+Note: on this machine OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are set, which
+slows numpy's BLAS (OpenBLAS) but not torch's; quote ratios with that caveat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import manual
+from reference import engine
+
+# (name, widths from input to output, batch)
+SIZES = [
+    ("seed 2-3-1", [2, 3, 1], 1),
+    ("64-128-10", [64, 128, 10], 32),
+    ("256-256-256-10", [256, 256, 256, 10], 128),
+    ("512-512-512-10", [512, 512, 512, 10], 256),
+    ("1024-1024-1024-10", [1024, 1024, 1024, 10], 512),
+]
+
+
+def mlp_spec(widths: list[int], dtype: str) -> manual.Spec:
+    layers: list[dict[str, object]] = []
+    for out in widths[1:-1]:
+        layers += [{"type": "linear", "out_features": out}, {"type": "relu"}]
+    layers.append({"type": "linear", "out_features": widths[-1]})
+    loss = {"type": "cross_entropy"} if widths[-1] > 1 else {"type": "bce_with_logits"}
+    return manual.parse_spec({"input_shape": [widths[0]], "layers": layers, "loss": loss,
+                              "dtype": dtype, "seed": 0})
+
+
+def median_seconds(step: Callable[[], object], budget: float = 0.4, min_runs: int = 5) -> float:
+    step()  # warm-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < budget:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 2000:
+            break
+    return statistics.median(times)
+
+
+def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
+    spec = mlp_spec(widths, dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, widths[0]))
+    y = rng.integers(0, widths[-1], batch) if widths[-1] > 1 else rng.uniform(0, 1, (batch, 1))
+    data = manual.make_data(spec, x, y)
+    params = manual.initial_parameters(spec)
+
+    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+
+    def manual_step() -> None:
+        net.zero_grad()
+        net.loss(net.forward(data.x), data.y)
+        net.backward()
+
+    tnet = engine.build(spec, params)
+    # The input gradient is part of what the harness compares, so both engines compute it.
+    tx, ty = torch.from_numpy(data.x).requires_grad_(True), torch.from_numpy(data.y)
+
+    def torch_step() -> None:
+        tnet.zero_grad(set_to_none=False)
+        tx.grad = None
+        out = tnet(tx)[-1]
+        tnet.loss_fn(out, ty, **tnet.loss_options).backward()
+
+    return median_seconds(manual_step), median_seconds(torch_step)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
+                for i in threadpool_info()]
+        print(f"threads={args.threads}  numpy BLAS: {blas}")
+        print(f"{'network':<20} {'batch':>5} {'dtype':<8} {'manual':>10} {'torch':>10} {'ratio':>6}")
+        for name, widths, batch in SIZES:
+            for dtype in ("float32", "float64"):
+                m, r = bench(widths, batch, dtype)
+                print(f"{name:<20} {batch:>5} {dtype:<8} {m * 1e6:>8.1f}us {r * 1e6:>8.1f}us "
+                      f"{m / r:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
