@@ -92,7 +92,8 @@ def main() -> None:
         blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
                 for i in threadpool_info()]
         print(f"threads={args.threads}  numpy BLAS: {blas}")
-        print(f"{'network':<20} {'batch':>5} {'dtype':<8} {'manual':>10} {'torch':>10} {'ratio':>6}")
+        header = ("network", "batch", "dtype", "manual", "torch", "ratio")
+        print("{:<20} {:>5} {:<8} {:>10} {:>10} {:>6}".format(*header))
         for name, widths, batch in SIZES:
             for dtype in ("float32", "float64"):
                 m, r = bench(widths, batch, dtype)

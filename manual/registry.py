@@ -122,8 +122,8 @@ _ACTIVATIONS = [
         output_range=(0, math.inf),
         kinks=lambda o: (o.get("threshold", 20.0) / o.get("beta", 1.0),),
     ),
-    _activation("silu", sm, F + "silu"),
-    _activation("mish", sm, F + "mish"),
+    _activation("silu", sm, F + "silu", complex_step=True),
+    _activation("mish", sm, F + "mish", complex_step=True),
     _activation(
         "hardtanh", pw, F + "hardtanh",
         options={"min_val": Real(-1.0), "max_val": Real(1.0)},
@@ -137,7 +137,9 @@ _ACTIVATIONS = [
     ),
     _activation("hardswish", pw, F + "hardswish", domain=(-5.0, 5.0), kinks=lambda o: (-3.0, 3.0)),
     _activation("softsign", sm, F + "softsign", output_range=(-1, 1)),
-    _activation("logsigmoid", sm, F + "logsigmoid", output_range=(-math.inf, 0)),
+    _activation(
+        "logsigmoid", sm, F + "logsigmoid", output_range=(-math.inf, 0), complex_step=True
+    ),
     # Both act on the feature axis (dim=-1): rows are samples.
     _activation("softmax", sx, F + "softmax", output_range=(0, 1), complex_step=True),
     _activation(
@@ -166,8 +168,14 @@ _LOSSES = [
         options={"reduction": REDUCTION, "delta": Real(1.0, low=0, open_low=True)},
         variants=({}, {"reduction": "sum", "delta": 0.5}, {"reduction": "none", "delta": 2.0}),
     ),
-    _loss("bce", cls, F + "binary_cross_entropy", ("probability",), domain=(0.02, 0.98)),
-    _loss("bce_with_logits", cls, F + "binary_cross_entropy_with_logits", ("probability",)),
+    _loss(
+        "bce", cls, F + "binary_cross_entropy", ("probability",), domain=(0.02, 0.98),
+        complex_step=True,
+    ),
+    _loss(
+        "bce_with_logits", cls, F + "binary_cross_entropy_with_logits", ("probability",),
+        complex_step=True,
+    ),
     _loss(
         "cross_entropy", cls, F + "cross_entropy", ("class_index", "class_probability"),
         options={"reduction": REDUCTION, "label_smoothing": Real(0.0, low=0, high=1)},
@@ -175,8 +183,9 @@ _LOSSES = [
             {}, {"reduction": "sum"}, {"reduction": "none"},
             {"label_smoothing": 0.1}, {"reduction": "sum", "label_smoothing": 0.3},
         ),
+        complex_step=True,
     ),
-    _loss("nll", cls, F + "nll_loss", ("class_index",), domain=(-4.0, 0.0)),
+    _loss("nll", cls, F + "nll_loss", ("class_index",), domain=(-4.0, 0.0), complex_step=True),
     _loss(
         "kl_div", cls, F + "kl_div", ("distribution",), domain=(-4.0, 0.0),
         options={
@@ -187,6 +196,7 @@ _LOSSES = [
             {"reduction": "batchmean"}, {}, {"reduction": "sum", "log_target": True},
             {"reduction": "none"},
         ),
+        complex_step=True,
     ),
 ]
 

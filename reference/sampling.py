@@ -12,7 +12,9 @@ from manual.registry import OpInfo
 TARGET_KINDS = ("real", "probability", "class_index", "class_probability", "distribution")
 
 
-def op_input(op: OpInfo, shape: tuple[int, ...], rng: np.random.Generator, dtype: str) -> np.ndarray:
+def op_input(
+    op: OpInfo, shape: tuple[int, ...], rng: np.random.Generator, dtype: str
+) -> np.ndarray:
     """Uniform draws over the op's domain, in ``dtype``."""
     low, high = op.domain
     return rng.uniform(low, high, size=shape).astype(dtype)

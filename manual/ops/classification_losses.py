@@ -87,7 +87,9 @@ def bce_with_logits_backward(dloss: Array, cache: BinaryCache) -> Array:
     return upstream(dloss, reduction, x.size, x.dtype) * (numerics.sigmoid(x) - t)
 
 
-def smoothed_target(target: Array, num_classes: int, dtype: np.dtype, label_smoothing: float) -> Array:
+def smoothed_target(
+    target: Array, num_classes: int, dtype: np.dtype, label_smoothing: float
+) -> Array:
     r"""Class indices (``(N,)``) or probabilities (``(N, C)``) as smoothed probabilities.
 
     .. math:: t' = (1 - \varepsilon)\, t + \varepsilon / C
