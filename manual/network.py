@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from manual.init import linear_parameters
 from manual.numerics import Array
 from manual.ops.linear import linear_backward, linear_forward
 from manual.registry import ACTIVATIONS, LOSSES, OpInfo
@@ -39,7 +40,8 @@ def initial_parameters(spec: Spec) -> dict[str, Array]:
     """Every parameter of ``spec``, named ``layers.{i}.weight`` / ``layers.{i}.bias``.
 
     Explicit values in the spec win; the rest are drawn from ``spec.seed`` in
-    float64 and cast to the spec's dtype. Both engines start from these arrays.
+    float64 (with the layer's ``init`` when it has one, see :mod:`manual.init`) and
+    cast to the spec's dtype. Both engines start from these arrays.
     """
     rng = np.random.default_rng(spec.seed)
     params: dict[str, Array] = {}
@@ -48,7 +50,10 @@ def initial_parameters(spec: Spec) -> dict[str, Array]:
         if layer.type != "linear":
             continue
         out = layer.options["out_features"]
-        weight, bias = default_linear_init(rng, out, width)
+        if "init" in layer.options:
+            weight, bias = linear_parameters(rng, out, width, layer.options["init"])
+        else:
+            weight, bias = default_linear_init(rng, out, width)
         if "weight" in layer.options:
             weight = np.asarray(layer.options["weight"], dtype=np.float64)
         bias_option = layer.options.get("bias", True)

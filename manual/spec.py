@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manual import init as initializers
 from manual.registry import ACTIVATIONS, LOSSES
 
 DTYPES = ("float32", "float64")
 _TOP_FIELDS = {"name", "input_shape", "layers", "loss", "dtype", "seed"}
-_LINEAR_FIELDS = {"type", "out_features", "in_features", "weight", "bias"}
+_LINEAR_FIELDS = {"type", "out_features", "in_features", "weight", "bias", "init"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _parse_linear(where: str, raw: Mapping[str, Any], in_features: int) -> Layer
         raise ValueError(f"{where}: unknown option {unknown[0]!r} (known options: "
                          f"{', '.join(sorted(_LINEAR_FIELDS - {'type'}))})")
     out = raw.get("out_features")
-    if not _is_int(out) or out < 1:
+    if not isinstance(out, int) or isinstance(out, bool) or out < 1:
         raise ValueError(f"{where}: out_features must be a positive integer, got {out!r}")
     if "in_features" in raw and raw["in_features"] != in_features:
         raise ValueError(f"{where}: in_features is {raw['in_features']!r}, but the previous "
@@ -135,7 +136,41 @@ def _parse_linear(where: str, raw: Mapping[str, Any], in_features: int) -> Layer
                          f"got {bias!r}")
     if bias is not True:
         options["bias"] = bias
+    if "init" in raw:
+        options["init"] = _parse_init(where, raw["init"], options, in_features)
     return LayerSpec("linear", options)
+
+
+def _parse_init(where: str, raw: object, options: Mapping[str, Any], in_features: int
+                ) -> dict[str, dict[str, Any]]:
+    """``init``: ``{"weight": {"type": "kaiming_normal", ...}, "bias": {"type": "zeros"}}``.
+
+    Each key is optional (a key left out keeps nn.Linear's default); an entry may not
+    describe a parameter that the layer gives explicitly or does not have.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: init must be an object with 'weight' and/or 'bias', "
+                         f"got {raw!r}")
+    unknown = sorted(set(raw) - {"weight", "bias"})
+    if unknown:
+        raise ValueError(f"{where}: init: unknown key {unknown[0]!r} (known: bias, weight)")
+    shapes = {"weight": (options["out_features"], in_features),
+              "bias": (options["out_features"],)}
+    parsed: dict[str, dict[str, Any]] = {}
+    for key, entry in raw.items():
+        if key in options:
+            given_as = "bias=false" if options[key] is False else f"explicit {key} values"
+            raise ValueError(f"{where}: init.{key} conflicts with the layer's {given_as}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise ValueError(f"{where}: init.{key} must be an object with a string 'type', "
+                             f"got {entry!r}")
+        given = {k: v for k, v in entry.items() if k != "type"}
+        try:
+            initializers.check(entry["type"], shapes[key], given)
+        except ValueError as error:
+            raise ValueError(f"{where}: init.{key}: {error}") from None
+        parsed[key] = dict(entry)
+    return parsed
 
 
 def _parse_layer(index: int, raw: object, in_features: int) -> LayerSpec:
@@ -177,7 +212,8 @@ def parse_spec(raw: object) -> Spec:
         raise ValueError(f"spec: must be a JSON object, got {type(raw).__name__}")
     unknown = sorted(set(raw) - _TOP_FIELDS)
     if unknown:
-        raise ValueError(f"spec: unknown field {unknown[0]!r} (known: {', '.join(sorted(_TOP_FIELDS))})")
+        known = ", ".join(sorted(_TOP_FIELDS))
+        raise ValueError(f"spec: unknown field {unknown[0]!r} (known: {known})")
     for required in ("input_shape", "layers", "loss"):
         if required not in raw:
             raise ValueError(f"spec: missing field {required!r}")
