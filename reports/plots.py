@@ -23,9 +23,9 @@ from matplotlib.figure import Figure
 
 # Colour-blind-safe (Okabe-Ito), one per series in order.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
-FLOOR = 1e-8  # where exact agreement (an error of 0) is drawn on a log axis
+FLOOR = 1e-12  # where exact agreement (an error of 0) is drawn on a log axis
 
-_STYLE = {
+_STYLE: Any = {  # Any: matplotlib types rc keys as a Literal
     "svg.fonttype": "path",
     "font.size": 9.0,
     "axes.spines.top": False,
@@ -35,6 +35,7 @@ _STYLE = {
     "path.simplify": False,
 }
 _PROLOGUE = re.compile(r"\A.*?(?=<svg)", re.DOTALL)
+_REFERENCE = re.compile(r'(\bid="|href="#|url\(#)([^")]+)')
 
 
 def style() -> Any:
@@ -51,12 +52,18 @@ def to_svg(fig: Figure, salt: str, title: str = "") -> str:
     """``fig`` as an ``<svg>`` element for inlining in HTML (no XML prologue, no date).
 
     ``salt`` must be unique on the page (``"<section>:<figure>"``): matplotlib derives
-    the element ids from it. ``title`` becomes the SVG's accessible name.
+    its marker and clip ids from it, and every id is prefixed with it. ``title`` becomes
+    the SVG's accessible name.
     """
     buffer = io.StringIO()
-    with matplotlib.rc_context({**_STYLE, "svg.hashsalt": salt}):
+    params: Any = {**_STYLE, "svg.hashsalt": salt}
+    with matplotlib.rc_context(params):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Title": title or None})
     svg = _PROLOGUE.sub("", buffer.getvalue(), count=1)
+    # Glyph and element ids ("DejaVuSans-41", "axes_1") repeat in every figure: prefix them
+    # all so that ids stay unique once several figures share one page.
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", salt) + "-"
+    svg = _REFERENCE.sub(lambda m: f"{m[1]}{prefix}{m[2]}", svg)
     return svg.replace("<svg ", '<svg role="img" class="plot" ', 1).strip() + "\n"
 
 
@@ -74,7 +81,7 @@ def _on_log_axis(value: Any) -> float:
 
 def ratio_dots(
     labels: Sequence[str],
-    series: Mapping[str, Sequence[Any]],
+    series: Mapping[str, Sequence[Any | None]],
     *,
     salt: str,
     xlabel: str = "error / tolerance (log scale; 1 = tolerance)",
@@ -82,27 +89,35 @@ def ratio_dots(
 ) -> str:
     """One row per label, one marker per series, on a log x-axis with the limit at 1.
 
-    Exact zeros are drawn at :data:`FLOOR`; non-finite values at the right edge, in red.
+    Exact zeros are drawn at :data:`FLOOR` (labelled 0); non-finite values at the right
+    edge, as red crosses; ``None`` values are left out.
     """
     with style():
         height = 0.9 + 0.19 * len(labels)
         fig = new_figure(7.0, height)
         ax = fig.add_subplot()
         rows = range(len(labels))
-        finite_values = [_on_log_axis(v) for values in series.values() for v in values]
+        finite_values = [_on_log_axis(v) for values in series.values() for v in values
+                         if v is not None]
         top = max([v for v in finite_values if math.isfinite(v)] + [10.0]) * 3
         markers = "os^Dv<>"
         for i, (name, values) in enumerate(series.items()):
-            xs = [_on_log_axis(v) for v in values]
-            ax.scatter([min(x, top) for x in xs], rows, s=22, marker=markers[i % len(markers)],
-                       color=PALETTE[i % len(PALETTE)], label=name, zorder=3)
-            bad = [(top, r) for x, r in zip(xs, rows, strict=True) if not math.isfinite(x)]
+            points = [(_on_log_axis(v), r) for v, r in zip(values, rows, strict=True)
+                      if v is not None]
+            ax.scatter([min(x, top) for x, _ in points], [r for _, r in points], s=22,
+                       marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)],
+                       label=name, zorder=3)
+            bad = [(top, r) for x, r in points if not math.isfinite(x)]
             if bad:
-                ax.scatter(*zip(*bad, strict=True), s=40, marker="x", color="#C00000", zorder=4)
+                ax.scatter([x for x, _ in bad], [r for _, r in bad], s=40, marker="x",
+                           color="#C00000", zorder=4)
         ax.axvline(1.0, color="#C00000", linewidth=1.2, linestyle="--", label="tolerance")
         ax.axvspan(1.0, top, color="#C00000", alpha=0.06)
         ax.set_xscale("log")
         ax.set_xlim(FLOOR / 3, top)
+        ticks = [FLOOR, *(10.0**k for k in range(-10, int(math.log10(top)) + 1, 2))]
+        ax.set_xticks(ticks, ["0", *(f"1e{round(math.log10(t))}" for t in ticks[1:])])
+        ax.minorticks_off()
         ax.set_yticks(list(rows), list(labels))
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlabel(xlabel)

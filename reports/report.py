@@ -66,7 +66,11 @@ def collect(context: RunContext, modules: Iterable[ModuleType] | None = None
     (and the verdict fails) instead of losing the whole report.
     """
     records: dict[str, Any] = {}
-    for module in sections_pkg.discover() if modules is None else modules:
+    modules = list(sections_pkg.discover() if modules is None else modules)
+    bar = context.progress("report sections", len(modules))
+    for module in modules:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(module.KEY)
         try:
             record = module.collect(context)
         except Exception as error:
@@ -75,6 +79,8 @@ def collect(context: RunContext, modules: Iterable[ModuleType] | None = None
                       "where": f"{Path(last.filename).name}:{last.lineno}"}
         if record is not None:
             records[module.KEY] = encode(record)
+        bar.update(1)
+    bar.close()
     return records
 
 
@@ -106,7 +112,8 @@ def section_summary(module: ModuleType | None, data: Any) -> dict[str, Any]:
 
 
 def summarize(records: Mapping[str, Any], modules: Mapping[str, ModuleType]) -> dict[str, Any]:
-    """The verdict, the counts, and the worst relative error and headroom per dtype."""
+    """The verdict (``pass``, ``fail``, or ``empty`` when nothing was checked), the counts,
+    and the worst relative error and headroom per dtype."""
     per_section = {key: section_summary(modules.get(key), data) for key, data in records.items()}
     worst: dict[str, dict[str, float]] = {}
     for summary in per_section.values():
@@ -124,7 +131,7 @@ def summarize(records: Mapping[str, Any], modules: Mapping[str, ModuleType]) -> 
     passed = sum(s["passed"] for s in per_section.values())
     failed = sum(s["failed"] for s in per_section.values())
     return {
-        "verdict": "fail" if failed else "pass",
+        "verdict": "fail" if failed else ("pass" if passed else "empty"),
         "passed": passed,
         "failed": failed,
         "by_dtype": by_dtype,
@@ -217,7 +224,12 @@ def sortkey(value: Any) -> str:
 
 
 def heat(ratio: Any) -> str:
-    """A cell background for error/tolerance: green far below 1, amber near 1, red above."""
+    """A cell background for error/tolerance: green far below 1, amber near 1, red above.
+
+    ``None`` (nothing measured) gets no colour; NaN is an error, so it is red.
+    """
+    if ratio is None:
+        return ""
     number = _float(ratio)
     if number is None or math.isnan(number) or number > 1:
         return "background:#f4c7c3"
@@ -244,7 +256,7 @@ def environment() -> jinja2.Environment:
 def _section_html(env: jinja2.Environment, module: ModuleType | None, key: str, data: Any,
                   context: RunContext) -> Markup:
     if isinstance(data, Mapping) and "error" in data:
-        return Markup(env.get_template("error.html.j2").render(data=data))
+        return Markup(env.get_template("error.html.j2").render(data=data, stage="collect"))
     figures = {}
     if module is not None and hasattr(module, "figures"):
         figures = {name: Markup(svg) for name, svg in module.figures(data).items()}
@@ -255,20 +267,32 @@ def _section_html(env: jinja2.Environment, module: ModuleType | None, key: str, 
     return Markup(html)
 
 
-def render(results: Mapping[str, Any], modules: Iterable[ModuleType] | None = None) -> str:
-    """``index.html`` from ``results`` alone (as read back from ``results.json``)."""
+def render(results: Mapping[str, Any], modules: Iterable[ModuleType] | None = None,
+           problems: list[str] | None = None) -> str:
+    """``index.html`` from ``results`` alone (as read back from ``results.json``).
+
+    A section whose figures or template fail is shown as an error (the others still
+    render) and its message is appended to ``problems``.
+    """
     found = {m.KEY: m for m in (sections_pkg.discover() if modules is None else modules)}
     meta = results["meta"]
     context = RunContext(profile=meta["profile"], seed=meta["seed"])
     env = environment()
-    sections = [
-        {**entry, "status": results["summary"]["sections"][entry["key"]],
-         "html": _section_html(env, found.get(entry["key"]), entry["key"],
-                               results["sections"][entry["key"]], context)}
-        for entry in meta["sections"]
-    ]
+    problems = [] if problems is None else problems
+    sections = []
+    for entry in meta["sections"]:
+        key, status = entry["key"], dict(results["summary"]["sections"][entry["key"]])
+        try:
+            html = _section_html(env, found.get(key), key, results["sections"][key], context)
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            problems.append(f"section {key}: {message}")
+            html = Markup(env.get_template("error.html.j2").render(
+                data={"error": message}, stage="render"))
+            status["status"] = "error"
+        sections.append({**entry, "status": status, "html": html})
     return env.get_template("base.html.j2").render(
-        meta=meta, summary=results["summary"], sections=sections)
+        meta=meta, summary=results["summary"], sections=sections, problems=problems)
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -292,25 +316,28 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write(out: Path, results: Mapping[str, Any],
-          modules: Iterable[ModuleType] | None = None) -> tuple[Path, Path]:
-    """Render first, then replace ``results.json`` and ``index.html``; returns their paths.
+          modules: Iterable[ModuleType] | None = None) -> list[str]:
+    """Render first, then replace ``results.json`` and ``index.html``.
 
     The page is rendered from the JSON text as it will be written, so it shows
-    exactly what ``results.json`` holds.
+    exactly what ``results.json`` holds. Returns the sections that failed to render.
     """
     text = dumps(results)
-    html = render(json.loads(text), modules)
+    problems: list[str] = []
+    html = render(json.loads(text), modules, problems)
     out = Path(out)
-    json_path, html_path = out / "results.json", out / "index.html"
-    atomic_write(json_path, text)
-    atomic_write(html_path, html)
-    return json_path, html_path
+    atomic_write(out / "results.json", text)
+    atomic_write(out / "index.html", html)
+    return problems
 
 
 def run(out: Path, profile: str = "quick", seed: int = 0, *,
         progress: Callable[..., Any] | None = None,
-        only: Iterable[str] | None = None) -> dict[str, Any]:
-    """Collect every section (or those keyed in ``only``), write the report, return results."""
+        only: Iterable[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Collect every section (or those keyed in ``only``) and write the report.
+
+    Returns the results and the sections that could not be rendered.
+    """
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     modules = sections_pkg.discover()
@@ -323,5 +350,4 @@ def run(out: Path, profile: str = "quick", seed: int = 0, *,
     context = RunContext(profile=profile, seed=seed,
                          progress=progress or progress_factory())
     results = build_results(collect(context, modules), context, modules)
-    write(out, results, modules)
-    return results
+    return results, write(out, results, modules)
