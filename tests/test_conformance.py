@@ -12,15 +12,17 @@ NETWORK_CASES = list(network_cases())
 
 
 @pytest.mark.parametrize("case", OP_CASES, ids=[c.id for c in OP_CASES])
-def test_op_alone_matches_torch(case) -> None:
+def test_op_alone_matches_torch(case, backprop_record) -> None:
     record = compare_op(case.op, case.dtype, case.options, seed=7, target_kind=case.target_kind)
+    backprop_record(record)
     assert record.passed, record.describe()
 
 
 @pytest.mark.parametrize("case", NETWORK_CASES, ids=[c.id for c in NETWORK_CASES])
-def test_two_hidden_layer_network_matches_torch(case) -> None:
+def test_two_hidden_layer_network_matches_torch(case, backprop_record) -> None:
     spec = case.spec(seed=3)
     record = compare_network(spec, network_data(spec), keep_values=False)
+    backprop_record(record)
     assert record.passed, record.describe()
     assert record.first_divergence is None
 
