@@ -131,6 +131,9 @@ _ACTIVATIONS = [
         output_range=(-1, 1),
         kinks=lambda o: (o.get("min_val", -1.0), o.get("max_val", 1.0)),
     ),
+    # PyTorch 2.13's float64 hardsigmoid backward multiplies by float32(1/6)
+    # (0.16666667163...), a relative error of 3e-8 that the default float64
+    # tolerance absorbs (err/tol ~0.07); the manual engine keeps the exact 1/6.
     _activation(
         "hardsigmoid", pw, F + "hardsigmoid", domain=(-5.0, 5.0), output_range=(0, 1),
         kinks=lambda o: (-3.0, 3.0),
