@@ -13,6 +13,10 @@ saves. The losses are reduced per copy, with the reduction's weights :math:`w`
 :math:`\sum w \odot (\ell^+ - \ell^-)`.
 
 The check runs in float64: a float32 network is checked on a float64 copy of its parameters.
+
+:attr:`NetworkEvaluator.multiply_adds` counts, as they run, the scalar multiply-adds of the
+linear layers in the perturbed evaluations (matrix products, rank-one updates; a complex
+product counts as two real ones): a machine-independent measure of the checker's work.
 """
 
 from __future__ import annotations
@@ -146,6 +150,8 @@ class NetworkEvaluator:
             if np.shape(v) == np.shape(g)))  # a broken backward may leave odd upstream records
         self.value_check = float(np.sum(weights * elementwise)), float(np.sum(dloss * loss))
         self.max_width = max(a.shape[1] for a in self.base)
+        # Multiply-adds of the linear layers in the perturbed evaluations (not the base pass).
+        self.multiply_adds = 0
 
     @staticmethod
     def _layer(i: int, net: Any, spec: Spec, complex_step: bool) -> _Layer:
@@ -214,6 +220,8 @@ class NetworkEvaluator:
         i = int(name.split(".")[1])
         x_in, y_out = self.base[i], self.base[i + 1]
         if direction is not None:
+            if name.endswith("weight"):
+                self.multiply_adds += x_in.shape[0] * direction.size
             change = x_in @ direction.T if name.endswith("weight") else direction[None, :]
             return i + 1, Dense(y_out[None] + s[:, None, None] * change[None])
         assert flat is not None
@@ -242,14 +250,18 @@ class NetworkEvaluator:
         layer = self.layers[i]
         assert layer.weight is not None
         weight, bias = layer.weight, layer.bias
+        complex_factor = 2 if np.iscomplexobj(stack.vals) else 1
         if isinstance(stack, Rows):
+            self.multiply_adds += complex_factor * stack.vals.size * weight.shape[0]
             out = self._matmul(stack.vals, weight)
             return Rows(stack.rows, out if bias is None else out + bias)
         if isinstance(stack, Columns):
             delta = stack.vals - self.base[i][:, stack.cols].T
             rank_one = delta[:, :, None] * weight[:, stack.cols].T[:, None, :]
+            self.multiply_adds += complex_factor * rank_one.size
             return Dense(self.base[i + 1][None] + rank_one)
         k, n, d = stack.vals.shape
+        self.multiply_adds += complex_factor * stack.vals.size * weight.shape[0]
         out = self._matmul(stack.vals.reshape(k * n, d), weight)
         if bias is not None:
             out = out + bias

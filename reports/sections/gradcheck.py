@@ -2,19 +2,26 @@
 
 The record holds, per checked tensor, the relative error :math:`|a - n| / (|a| + |n|)` (max and
 where), the mode and the kinks crossed, for the seed's example, a network built to sit on a
-ReLU kink, and a few random networks; and the measured cost against the parameter count
-:math:`P` of one backward pass, one forward pass, this checker's ``full`` numerical gradient
-(batched) and the seed's loop (one Python forward per perturbation), with the fitted log-log
-slopes (the seed's claim: backprop :math:`O(P)`, the numerical gradient :math:`O(P^2)`).
-Nothing here imports torch; the comparison with ``torch.autograd.gradcheck`` is in
-``benchmarks/bench_gradcheck.py``.
+ReLU kink, and a few random networks; and the cost against the parameter count :math:`P` of
+one forward pass, one backward pass, this checker's ``full`` numerical gradient (batched) and
+the seed's loop (one Python forward per perturbation), with the fitted log-log slopes (the
+seed's claim: backprop :math:`O(P)`, the numerical gradient :math:`O(P^2)`).
+
+Cost is *counted*, not timed, so that the record is the same on every run and machine: the
+scalar multiply-adds of the linear layers, counted while the passes run (the engine's
+``linear_forward``/``linear_backward`` are wrapped by :class:`LinearCounter`; the checker counts
+its own products in :attr:`manual.gradcheck.NetworkEvaluator.multiply_adds`). Wall-clock
+figures come from ``benchmarks/bench_gradcheck.py``; when its committed output
+``benchmarks/results/bench_gradcheck.json`` exists, the record carries it verbatim.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +33,8 @@ SIZES = {"quick": ((8, 16), (16, 32), (24, 48), (32, 64)),
          "full": ((8, 16), (16, 32), (24, 48), (32, 64), (48, 96), (64, 128))}
 RANDOM_NETWORKS = {"quick": 4, "full": 12}
 BATCH = 32
+BENCHMARK_NAME = "benchmarks/results/bench_gradcheck.json"
+BENCHMARK = Path(__file__).resolve().parents[2] / BENCHMARK_NAME
 
 
 def mlp_spec(features: int, hidden: int, classes: int = 10, seed: int = 0) -> Any:
@@ -55,16 +64,6 @@ def parameter_count(spec: Any) -> int:
     return sum(v.size for v in manual.initial_parameters(spec).values())
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` runs, in seconds (the least disturbed by other work)."""
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def seed_loop(spec: Any, data: Any) -> None:
     """The seed's numerical gradient: perturb, rebuild, run one forward, for every element."""
     import manual
@@ -86,45 +85,72 @@ def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def measure_scaling(sizes: Sequence[tuple[int, int]], repeats: int = 3,
-                    loop: bool = True, progress: Any = None) -> dict[str, Any]:
-    """Time backward, forward, ``full`` and (optionally) the seed's loop for each MLP size."""
-    from threadpoolctl import threadpool_limits
+class LinearCounter:
+    """Multiply-adds of the engine's linear layers, counted from the shapes they are called with.
 
-    with threadpool_limits(1):  # one BLAS thread, as in `make test`: steadier on a shared machine
-        return _measure_scaling(sizes, repeats, loop, progress)
+    A forward :math:`X W^\\top` costs :math:`N D_{out} D_{in}`; a backward costs the same twice
+    (:math:`G W` and :math:`G^\\top X`). Bias additions and the elementwise ops are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.forward_calls = 0
+        self.multiply_adds = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[LinearCounter]:
+        """Wrap ``manual.network.linear_forward``/``linear_backward`` (the lookup the engine
+        uses) for the duration of the block, then put back whatever was there."""
+        from manual import network
+
+        forward, backward = network.linear_forward, network.linear_backward
+
+        def counted_forward(x: Any, weight: Any, bias: Any) -> Any:
+            self.forward_calls += 1
+            self.multiply_adds += int(np.shape(x)[0]) * int(np.size(weight))
+            return forward(x, weight, bias)
+
+        def counted_backward(dy: Any, cache: Any) -> Any:
+            self.multiply_adds += 2 * int(np.shape(dy)[0]) * int(np.size(cache.weight))
+            return backward(dy, cache)
+
+        network.linear_forward, network.linear_backward = counted_forward, counted_backward
+        try:
+            yield self
+        finally:
+            network.linear_forward, network.linear_backward = forward, backward
 
 
-def _measure_scaling(sizes: Sequence[tuple[int, int]], repeats: int, loop: bool,
-                     progress: Any) -> dict[str, Any]:
+def count_scaling(sizes: Sequence[tuple[int, int]], loop: bool = True,
+                  progress: Any = None) -> dict[str, Any]:
+    """Count the multiply-adds of one forward, one backward, the batched ``full`` numerical
+    gradient and (optionally) the seed's loop, for each MLP size, and fit log-log slopes."""
     import manual
-    from manual.gradcheck import check_network
+    from manual.gradcheck import NetworkEvaluator
+    from manual.gradcheck.modes import run_check
 
     points = []
     for features, hidden in sizes:
         spec = mlp_spec(features, hidden)
         data = mlp_data(spec)
         net = manual.build(spec)
-        net.loss(net.forward(data.x), data.y)
-        def backward(net: Any = net) -> None:
-            net.backward()
-
-        def forward(net: Any = net, data: Any = data) -> None:
+        with LinearCounter().installed() as forward:
             net.loss(net.forward(data.x), data.y)
-
-        def full(spec: Any = spec, data: Any = data) -> None:
-            check_network(spec, data, "full")
-
-        def loop_(spec: Any = spec, data: Any = data) -> None:
-            seed_loop(spec, data)
-
-        point = {
+        with LinearCounter().installed() as backward:
+            net.backward()
+        evaluator = NetworkEvaluator(spec, data)
+        record = run_check(evaluator, mode="full", subject=spec.name, spec=spec.to_dict())
+        point: dict[str, Any] = {
             "P": parameter_count(spec), "name": spec.name,
-            "backward": best_time(backward, 20 * repeats),
-            "forward": best_time(forward, 20 * repeats),
-            "full": best_time(full, repeats),
-            "seed_loop": best_time(loop_, 1) if loop else None,
+            "forward": forward.multiply_adds, "backward": backward.multiply_adds,
+            "full": evaluator.multiply_adds, "full_evaluations": record.forwards,
+            "full_passed": record.passed, "seed_loop": None, "seed_loop_forwards": None,
         }
+        if loop:
+            with LinearCounter().installed() as counter:
+                seed_loop(spec, data)
+            point["seed_loop"] = counter.multiply_adds
+            linears = sum(layer.type == "linear" for layer in spec.layers)
+            point["seed_loop_forwards"] = counter.forward_calls // linears
         points.append(point)
         if progress is not None:
             progress.update()
@@ -132,7 +158,21 @@ def _measure_scaling(sizes: Sequence[tuple[int, int]], repeats: int, loop: bool,
     slopes = {key: fit_slope(ps, [p[key] for p in points])
               for key in ("backward", "forward", "full", "seed_loop")
               if all(p[key] for p in points)}
-    return {"batch": BATCH, "points": points, "slopes": slopes}
+    return {"batch": BATCH, "unit": "multiply-adds", "points": points, "slopes": slopes}
+
+
+def last_benchmark(path: Path | None = None) -> dict[str, Any] | None:
+    """The committed wall-clock figures of ``benchmarks/bench_gradcheck.py`` (``path``, by
+    default :data:`BENCHMARK`), read verbatim (``None`` when the file is absent), so that the
+    report itself never times anything."""
+    path = BENCHMARK if path is None else path
+    if not path.is_file():
+        return None
+    try:
+        figures = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{BENCHMARK_NAME}: not readable JSON: {error}") from error
+    return {"source": BENCHMARK_NAME, **figures}
 
 
 def _rows(record: Any, label: str) -> list[dict[str, Any]]:
@@ -176,12 +216,13 @@ def collect(context: Any) -> dict[str, Any] | None:
     import manual
     from manual.gradcheck import ACCEPTABLE, GOOD, check_network
     from manual.gradcheck.network import complex_refusal
+    from reports.seed_figures import SEED_DATA, SEED_SPEC
 
     profile = context.profile if context.profile in SIZES else "quick"
     subjects: list[tuple[str, Any, Any]] = []
-    seed_spec = manual.load_spec("examples/seed_example.json")
+    seed_spec = manual.load_spec(SEED_SPEC)
     subjects.append(("seed example", seed_spec,
-                     manual.load_data("examples/seed_example_data.json", seed_spec)))
+                     manual.load_data(SEED_DATA, seed_spec)))
     subjects.append(("kink example", *_kink_example()))
     for i in range(RANDOM_NETWORKS[profile]):
         spec, data = _random_network(context.seed + i)
@@ -193,8 +234,7 @@ def collect(context: Any) -> dict[str, Any] | None:
         for mode in modes:
             rows.extend(_rows(check_network(spec, data, mode, seed=context.seed), label))
         bar.update()
-    scaling = measure_scaling(SIZES[profile], repeats=2 if profile == "quick" else 3,
-                              progress=bar)
+    scaling = count_scaling(SIZES[profile], progress=bar)
     bar.close()
     rows.sort(key=lambda r: (r["passed"], r["subject"]))
     judged = [r["max_rel_error"] for r in rows]
@@ -207,6 +247,7 @@ def collect(context: Any) -> dict[str, Any] | None:
         "errors": {"float64": {"max_rel_error": max(judged, default=0.0),
                                "tolerance_ratio": max(judged, default=0.0) / GOOD}},
         "scaling": scaling,
+        "benchmark": last_benchmark(),
     }
 
 
@@ -219,5 +260,5 @@ def figures(data: Mapping[str, Any]) -> dict[str, str]:
     series = {label: ([p["P"] for p in points], [float(p[key]) for p in points])
               for key, label in names.items() if all(p[key] is not None for p in points)}
     return {"scaling": loglog(series, salt=f"{KEY}:scaling", xlabel="parameters P",
-                              ylabel="seconds (best of repeats)",
-                              title="Cost against parameter count")}
+                              ylabel="multiply-adds (counted)",
+                              title="Counted cost against parameter count")}
