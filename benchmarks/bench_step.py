@@ -4,13 +4,16 @@ Both engines run the same MLP, parameters and data, in the same process and
 with the same thread count; the script prints median times and the ratio
 manual / reference. Run: ``.venv/bin/python benchmarks/bench_step.py [--threads N]``.
 
-Note: on this machine OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are set, which
-slows numpy's BLAS (OpenBLAS) but not torch's; quote ratios with that caveat.
+Where OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are set (as on some of this
+project's machines), numpy's OpenBLAS runs slower than it could while torch's
+BLAS is unaffected; the script prints both variables so that a quoted ratio
+carries that caveat.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -42,17 +45,23 @@ def mlp_spec(widths: list[int], dtype: str) -> manual.Spec:
                               "dtype": dtype, "seed": 0})
 
 
-def median_seconds(step: Callable[[], object], budget: float = 0.4, min_runs: int = 5) -> float:
-    step()  # warm-up
-    times: list[float] = []
+def paired_medians(
+    first: Callable[[], object], second: Callable[[], object], budget: float = 1.0,
+    min_runs: int = 7,
+) -> tuple[float, float]:
+    """Median seconds of two steps timed alternately, so that drift in the machine's load
+    affects both alike."""
+    first(), second()  # warm-up
+    times: tuple[list[float], list[float]] = ([], [])
     start = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - start < budget:
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 2000:
+    while len(times[0]) < min_runs or time.perf_counter() - start < budget:
+        for step, out in ((first, times[0]), (second, times[1])):
+            t0 = time.perf_counter()
+            step()
+            out.append(time.perf_counter() - t0)
+        if len(times[0]) >= 2000:
             break
-    return statistics.median(times)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
@@ -80,7 +89,7 @@ def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
         out = tnet(tx)[-1]
         tnet.loss_fn(out, ty, **tnet.loss_options).backward()
 
-    return median_seconds(manual_step), median_seconds(torch_step)
+    return paired_medians(manual_step, torch_step)
 
 
 def main() -> None:
@@ -91,7 +100,8 @@ def main() -> None:
     with threadpool_limits(limits=args.threads):
         blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
                 for i in threadpool_info()]
-        print(f"threads={args.threads}  numpy BLAS: {blas}")
+        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+        print(f"threads={args.threads}  numpy BLAS: {blas}  {env}")
         header = ("network", "batch", "dtype", "manual", "torch", "ratio")
         print("{:<20} {:>5} {:<8} {:>10} {:>10} {:>6}".format(*header))
         for name, widths, batch in SIZES:

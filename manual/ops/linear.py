@@ -24,7 +24,7 @@ def linear_forward(x: Array, weight: Array, bias: Array | None) -> tuple[Array, 
     """
     y = x @ weight.T
     if bias is not None:
-        y = y + bias
+        y += bias  # in place: y is the fresh matmul result, so no extra allocation
     return y, LinearCache(x, weight)
 
 
