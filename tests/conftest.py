@@ -29,3 +29,18 @@ def _one_thread_per_worker() -> object:
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
         yield
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The bug zoo's kill table, from the rows tests/test_zoo.py records (works under xdist)."""
+    import json
+
+    rows = [json.loads(value) for key in ("passed", "failed")
+            for report in terminalreporter.stats.get(key, [])
+            for name, value in getattr(report, "user_properties", []) if name == "zoo_kill"]
+    if rows:
+        from reference.zoo import kill_table
+
+        terminalreporter.write_sep("-", f"bug zoo: {len(rows)} mutants")
+        for line in kill_table(rows):
+            terminalreporter.write_line(line)

@@ -1,0 +1,250 @@
+"""Protocol checks beyond one forward and one backward pass, and the registry-driven suite.
+
+A single comparison (:func:`reference.compare.compare_network`) cannot see an engine
+that overwrites gradients instead of accumulating them, keeps a stale cache, or
+scribbles on the arrays it was given. These checks can:
+
+- ``accumulate``: two backward passes without ``zero_grad``; PyTorch adds the two
+  gradients into ``.grad``, so must the manual engine;
+- ``stale_cache``: forward on batch A, forward on batch B, backward: the gradients
+  must be those of B alone;
+- ``no_mutation``: a forward, loss and backward pass leave ``x``, ``y``, the upstream
+  gradient and the parameters bit-for-bit unchanged (and, for one op alone, its input
+  and upstream gradient);
+- ``op_kinks``: an op evaluated exactly at its kink points must follow PyTorch's
+  convention there (relu'(0) = 0, ...).
+
+Each check returns a :class:`~reference.records.ComparisonRecord`. :func:`suite` yields
+every check of the conformance matrix (:mod:`reference.matrix`) plus these, so that
+``any(not run() .passed ...)`` answers "does the conformance suite catch this engine?".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+import manual
+from manual.data import Data
+from manual.registry import ACTIVATIONS, OPS, OpInfo, Tolerance
+from manual.spec import Spec
+from reference import engine, matrix, sampling
+from reference.compare import compare_arrays, compare_network, compare_op, spec_tolerance
+from reference.records import ComparisonRecord, TensorComparison
+
+PROTOCOLS = ("single", "accumulate", "stale_cache", "no_mutation")
+UNCHANGED = Tolerance(0.0, 0.0, "must be left unchanged, bit for bit")
+
+
+def unchanged(name: str, after: Any, before: np.ndarray) -> TensorComparison:
+    """Exact equality (NaN equal to NaN): the array was left as it was given."""
+    after = np.asarray(after)
+    same = after.shape == before.shape and bool(np.array_equal(after, before, equal_nan=True))
+    error = 0.0 if same else math.inf
+    if not same and after.shape == before.shape and after.size:
+        error = float(np.max(np.abs(after.astype(np.float64) - before.astype(np.float64))))
+    return TensorComparison(
+        name=f"unchanged: {name}", shape=list(before.shape), dtype=str(before.dtype),
+        max_abs_error=error, max_rel_error=0.0 if same else math.inf,
+        tolerance_ratio=0.0 if same else math.inf, worst_index=[], rtol=0.0, atol=0.0,
+        passed=same, problem="" if same else "modified in place")
+
+
+def _record(subject: str, kind: str, dtype: str, seed: int, reason: str,
+            tensors: list[TensorComparison], spec: Spec | None = None,
+            options: Mapping[str, Any] | None = None) -> ComparisonRecord:
+    failed = [t.name for t in tensors if not t.passed]
+    return ComparisonRecord(
+        subject=subject, kind=kind, dtype=dtype, seed=seed, passed=not failed,
+        first_divergence=failed[0] if failed else None, tolerance_reason=reason,
+        tensors=tensors, spec=spec.to_dict() if spec else None, options=dict(options or {}),
+    )
+
+
+def _manual_pass(net: manual.Network, x: np.ndarray, y: np.ndarray, dloss: Any) -> None:
+    net.loss(net.forward(x), y)
+    net.backward(dloss)
+
+
+def _dloss(spec: Spec, data: Data) -> Any:
+    """The upstream gradient compare_network would use for this spec and batch."""
+    from reference.compare import default_dloss
+
+    net = manual.build(spec)
+    shape = np.shape(net.loss(net.forward(data.x.copy()), data.y))
+    return default_dloss(spec, shape)
+
+
+def _torch_grads(spec: Spec, params: Mapping[str, np.ndarray],
+                 passes: list[tuple[np.ndarray, np.ndarray]], dloss: Any) -> dict[str, np.ndarray]:
+    """Backward once per (x, y) in ``passes`` with no zero_grad in between: ``.grad`` sums."""
+    net = engine.build(spec, params)
+    for x, y in passes:
+        outputs = net(torch.from_numpy(x.copy()))
+        top = outputs[-1]
+        loss = net.loss_fn(top, torch.from_numpy(y), **net.loss_options)
+        loss.backward(torch.from_numpy(np.asarray(dloss, dtype=spec.dtype)))
+    return {name: p.grad.detach().numpy() for name, p in net.named_parameters()
+            if p.grad is not None}
+
+
+def _grad_record(check: str, spec: Spec, manual_grads: Mapping[str, np.ndarray],
+                 torch_grads: Mapping[str, np.ndarray]) -> ComparisonRecord:
+    tolerance = spec_tolerance(spec)
+    tensors = [compare_arrays(f"{check}: {name}", manual_grads.get(name), want, tolerance,
+                              keep_values=False) for name, want in torch_grads.items()]
+    return _record(spec.name or "network", "network", spec.dtype, spec.seed,
+                   tolerance.reason, tensors, spec, {"check": check})
+
+
+def check_single(spec: Spec, data: Data) -> ComparisonRecord:
+    """One forward and backward pass, every tensor compared (the differential core)."""
+    return compare_network(spec, data, keep_values=False)
+
+
+def check_accumulate(spec: Spec, data: Data) -> ComparisonRecord:
+    """Two backward passes without ``zero_grad``: gradients add up, as in ``.grad``."""
+    params = manual.initial_parameters(spec)
+    dloss = _dloss(spec, data)
+    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    for _ in range(2):
+        _manual_pass(net, data.x.copy(), data.y, dloss)
+    want = _torch_grads(spec, params, [(data.x, data.y)] * 2, dloss)
+    return _grad_record("accumulate", spec, net.named_grads(), want)
+
+
+def other_batch(x: np.ndarray) -> np.ndarray:
+    """A second batch that differs from ``x`` everywhere unless ``x`` is 1/3: ``0.5 - x``."""
+    return (np.asarray(0.5, dtype=x.dtype) - x).astype(x.dtype)
+
+
+def check_stale_cache(spec: Spec, data: Data) -> ComparisonRecord:
+    """Forward on batch A, then forward, loss and backward on B: gradients are B's alone."""
+    params = manual.initial_parameters(spec)
+    dloss = _dloss(spec, data)
+    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    net.forward(other_batch(data.x))
+    _manual_pass(net, data.x.copy(), data.y, dloss)
+    want = _torch_grads(spec, params, [(data.x, data.y)], dloss)
+    got = dict(net.named_grads())
+    record = _grad_record("stale_cache", spec, got, want)
+    # The input gradient also depends on the cache; torch's comes from a fresh pass.
+    ref = engine.run(engine.build(spec, params), data.x, data.y, dloss)
+    record.tensors.append(compare_arrays("stale_cache: input", net.input_grad, ref.input_grad,
+                                         spec_tolerance(spec), keep_values=False))
+    return _record(record.subject, "network", spec.dtype, spec.seed, record.tolerance_reason,
+                   record.tensors, spec, {"check": "stale_cache"})
+
+
+def check_no_mutation(spec: Spec, data: Data) -> ComparisonRecord:
+    """A whole pass leaves x, y, the upstream gradient and the parameters unchanged."""
+    params = manual.initial_parameters(spec)
+    dloss = np.array(_dloss(spec, data), dtype=spec.dtype)
+    x, y = data.x.copy(), data.y.copy()
+    net = manual.build(spec, params)
+    before = {"x": x.copy(), "y": y.copy(), "dloss": dloss.copy(),
+              **{k: v.copy() for k, v in params.items()}}
+    _manual_pass(net, x, y, dloss)
+    after = {"x": x, "y": y, "dloss": dloss, **net.named_parameters()}
+    tensors = [unchanged(name, after[name], want) for name, want in before.items()]
+    return _record(spec.name or "network", "network", spec.dtype, spec.seed, UNCHANGED.reason,
+                   tensors, spec, {"check": "no_mutation"})
+
+
+CHECKS: Mapping[str, Callable[[Spec, Data], ComparisonRecord]] = {
+    "single": check_single, "accumulate": check_accumulate,
+    "stale_cache": check_stale_cache, "no_mutation": check_no_mutation,
+}
+
+
+def run_protocol(protocol: str, spec: Spec, data: Data) -> ComparisonRecord:
+    """Run the named check (one of :data:`PROTOCOLS`)."""
+    if protocol not in CHECKS:
+        raise ValueError(f"protocol: unknown {protocol!r} (known: {', '.join(PROTOCOLS)})")
+    return CHECKS[protocol](spec, data)
+
+
+def op_no_mutation(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | None = None,
+                   *, seed: int = 0, shape: tuple[int, int] = (6, 5)) -> ComparisonRecord:
+    """One op's forward and backward leave its input, target and upstream gradient unchanged."""
+    op = OPS[op] if isinstance(op, str) else op
+    options = dict(options or {})
+    rng = np.random.default_rng(seed)
+    x = sampling.op_input(op, shape, rng, dtype)
+    arrays = {"x": x}
+    if op.kind == "loss":
+        arrays["target"] = sampling.target(op.targets[0], shape, rng, dtype, options)
+        out, cache = op.forward(x, arrays["target"], **options)
+    else:
+        out, cache = op.forward(x, **options)
+    before = {k: v.copy() for k, v in arrays.items()}
+    arrays["dy"] = rng.standard_normal(np.shape(out)).astype(dtype)
+    before["dy"] = arrays["dy"].copy()
+    op.backward(arrays["dy"], cache)
+    tensors = [unchanged(name, arrays[name], want) for name, want in before.items()]
+    return _record(op.name, op.kind, dtype, seed, UNCHANGED.reason, tensors,
+                   options={**options, "check": "no_mutation"})
+
+
+def op_kinks(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | None = None
+             ) -> ComparisonRecord:
+    """An activation at exactly its kink points (and ±1 around them), against PyTorch."""
+    op = OPS[op] if isinstance(op, str) else op
+    options = dict(options or {})
+    points = [k + s for k in op.kinks(options) for s in (0.0, -1.0, 1.0)]
+    x = np.asarray([points], dtype=dtype)
+    tolerance = op.tolerance(dtype)
+    y, cache = op.forward(x.copy(), **options)
+    dy = np.linspace(0.5, 1.5, x.size).reshape(x.shape).astype(dtype)
+    dx = op.backward(dy.copy(), cache)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = engine.torch_callable(op)(tx, **options)
+    ty.backward(torch.from_numpy(dy))
+    tensors = [compare_arrays("kinks: forward", y, ty.detach().numpy(), tolerance),
+               compare_arrays("kinks: backward", dx, tx.grad.numpy(), tolerance)]  # type: ignore[union-attr]
+    return _record(op.name, op.kind, dtype, 0, tolerance.reason, tensors,
+                   options={**options, "check": "kinks"})
+
+
+Check = Callable[[], ComparisonRecord]
+
+
+def _op_checks(case: matrix.OpCase) -> Iterator[tuple[str, Check]]:
+    yield f"op {case.id}", partial(compare_op, case.op, case.dtype, case.options,
+                                   target_kind=case.target_kind)
+    yield f"no_mutation {case.id}", partial(op_no_mutation, case.op, case.dtype, case.options)
+    if case.op.name in ACTIVATIONS and case.op.kinks(case.options):
+        yield f"kinks {case.id}", partial(op_kinks, case.op, case.dtype, case.options)
+
+
+def suite(dtypes: tuple[str, ...] = matrix.DTYPES) -> Iterator[tuple[str, Check]]:
+    """Every check of the conformance suite as ``(id, thunk)``, cheapest first.
+
+    The registry-driven matrix (every op alone, every activation x loss network) plus
+    the op-level kink and no-mutation checks and the network protocol checks, run on
+    the matrix's networks.
+    """
+    for case in matrix.op_cases(dtypes):
+        yield from _op_checks(case)
+    for net_case in matrix.network_cases(dtypes):
+        spec = net_case.spec()
+        data = matrix.network_data(spec)
+        for protocol in PROTOCOLS:
+            yield f"{protocol} {net_case.id}", partial(run_protocol, protocol, spec, data)
+
+
+def first_failure(dtypes: tuple[str, ...] = matrix.DTYPES) -> tuple[str, str] | None:
+    """The first check of :func:`suite` that fails, as ``(id, where)``; an exception counts."""
+    for check_id, thunk in suite(dtypes):
+        try:
+            record = thunk()
+        except Exception as error:  # a crash in the engine is a failed check
+            return check_id, f"raised {type(error).__name__}: {error}"
+        if not record.passed:
+            return check_id, record.first_divergence or "failed"
+    return None

@@ -1,0 +1,381 @@
+"""Differential fuzzing of random architectures: one case, its failure report, a campaign.
+
+:func:`run_case` runs a :class:`~reference.strategies.FuzzCase` through its conformance
+protocol and says whether it failed. A float32 failure whose only cause is a kink
+straddle (the two engines' pre-activations land on opposite sides of a kink because
+of rounding, so the derivative jumps between them) is *excused*, never reported: see
+:func:`kink_straddle`. :func:`failure_report` writes the case to files and returns the
+message a test shows (spec as JSON, first divergence, the reproduce command).
+:func:`run_campaign` drives Hypothesis outside pytest and returns a
+:class:`CampaignRecord`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import manual
+from manual.data import Data
+from manual.registry import ACTIVATIONS, LOSSES, OPS
+from manual.spec import Spec
+from reference.compare import compare_arrays, compare_network
+from reference.conformance import run_protocol
+from reference.records import ComparisonRecord, decode_numbers, dumps
+from reference.rounding import rounding_excuse
+from reference.strategies import FuzzCase, OpFuzzCase
+
+DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
+
+
+@dataclass
+class Outcome:
+    """What one case produced; ``failed`` is a real failure (kink straddles are excused)."""
+
+    case: FuzzCase
+    record: ComparisonRecord | None
+    error: str = ""
+    kink: str = ""
+    rounding: str = ""
+
+    @property
+    def failed(self) -> bool:
+        if self.error:
+            return True
+        excused = self.kink or self.rounding
+        return self.record is not None and not self.record.passed and not excused
+
+    @property
+    def where(self) -> str:
+        if self.error:
+            return f"manual engine raised {self.error}"
+        return (self.record.first_divergence or "") if self.record else ""
+
+
+def _straddles(m: np.ndarray, r: np.ndarray, kinks: Iterable[float]) -> bool:
+    return any(bool(np.any(((m - k) * (r - k) <= 0) & (m != r))) for k in kinks)
+
+
+def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
+    """Name the first layer whose input straddles a kink between the engines, or ``""``.
+
+    Only when every forward tensor agrees within tolerance (so the inputs differ by
+    rounding alone) can a straddle explain a gradient mismatch. ``record`` must keep
+    values (``keep_values=True``). For a loss with a kink the variable is ``x - y``.
+    """
+    if not all(t.passed for t in record.tensors if t.name.startswith("forward")):
+        return ""
+    values = {t.name: (np.asarray(t.manual, dtype=np.float64), np.asarray(t.reference,
+              dtype=np.float64)) for t in record.tensors if t.name.startswith("forward: layers")}
+    for i, layer in enumerate(spec.layers):
+        op = ACTIVATIONS.get(layer.type)
+        if op is None or i == 0:
+            continue
+        m, r = values[f"forward: layers.{i - 1}"]
+        if _straddles(m, r, op.kinks(layer.options)):
+            return f"layers.{i} ({layer.type})"
+    loss = LOSSES[spec.loss.type]
+    kinks = loss.kinks(spec.loss.options)
+    if kinks and spec.layers:
+        m, r = values[f"forward: layers.{len(spec.layers) - 1}"]
+        if m.shape == data.y.shape:
+            m, r = m - data.y, r - data.y
+        if _straddles(m, r, kinks):
+            return f"loss ({spec.loss.type})"
+    return ""
+
+
+def run_case(case: FuzzCase) -> Outcome:
+    """Run ``case`` through its protocol; a failure may be excused as a kink straddle or,
+    in float32, as accumulated rounding within the measured bound of :mod:`reference.rounding`."""
+    # log(0) in bce and exp overflow to inf are part of the ops' contract (PyTorch clamps
+    # the same way); the comparison judges the values, so NumPy's warnings are noise here.
+    with np.errstate(all="ignore"):
+        try:
+            record = run_protocol(case.protocol, case.spec, case.data)
+        except Exception as error:  # any crash of an engine under test is a failure
+            return Outcome(case, None, error=f"{type(error).__name__}: {error}")
+        kink = rounding = ""
+        if not record.passed:
+            full = compare_network(case.spec, case.data, keep_values=True)
+            kink = kink_straddle(case.spec, case.data, full)
+            if not kink:
+                rounding = rounding_excuse(case.spec, case.data, full, record)
+    return Outcome(case, record, kink=kink, rounding=rounding)
+
+
+def compare_op_case(case: OpFuzzCase) -> ComparisonRecord:
+    """One op alone on the drawn input, target and upstream gradient, against PyTorch."""
+    import torch
+
+    from reference import engine
+
+    op = OPS[case.op]
+    tolerance = op.tolerance(case.dtype)
+    tx = torch.from_numpy(case.x.copy()).requires_grad_(True)
+    fn = engine.torch_callable(op)
+    with np.errstate(all="ignore"):
+        if case.target is not None:
+            y, cache = op.forward(case.x.copy(), case.target.copy(), **case.options)
+            ty = fn(tx, torch.from_numpy(case.target.copy()), **case.options)
+        else:
+            y, cache = op.forward(case.x.copy(), **case.options)
+            ty = fn(tx, **case.options)
+        dx = op.backward(case.dy.copy(), cache)
+    ty.backward(torch.from_numpy(case.dy.copy()))
+    tensors = [compare_arrays("forward: output", y, ty.detach().numpy(), tolerance, False),
+               compare_arrays("backward: input", dx, tx.grad.numpy(), tolerance, False)]  # type: ignore[union-attr]
+    failed = [t.name for t in tensors if not t.passed]
+    return ComparisonRecord(
+        subject=op.name, kind=op.kind, dtype=case.dtype, seed=0, passed=not failed,
+        first_divergence=failed[0] if failed else None, tolerance_reason=tolerance.reason,
+        tensors=tensors, options=dict(case.options))
+
+
+def fails(case: FuzzCase) -> bool:
+    """True when ``case`` fails for real (the condition :func:`hypothesis.find` minimises)."""
+    return run_case(case).failed
+
+
+def save_case(case: FuzzCase, directory: Path) -> dict[str, Path]:
+    """Write ``spec.json``, ``data.json`` and ``case.json`` (spec, data, protocol)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {"x": case.data.x.tolist(), "y": case.data.y.tolist()}
+    paths = {"spec": directory / "spec.json", "data": directory / "data.json",
+             "case": directory / "case.json"}
+    paths["spec"].write_text(case.spec.to_json(indent=2) + "\n", encoding="utf-8")
+    paths["data"].write_text(json.dumps(data) + "\n", encoding="utf-8")
+    case_json = {"spec": case.spec.to_dict(), "data": data, "protocol": case.protocol}
+    paths["case"].write_text(json.dumps(case_json) + "\n", encoding="utf-8")
+    return paths
+
+
+def load_case(directory: str | Path) -> FuzzCase:
+    """Read back a case written by :func:`save_case` (``DIR/case.json``)."""
+    path = Path(directory) / "case.json"
+    raw = manual.spec.load_json(path, "case")
+    if not isinstance(raw, dict) or not {"spec", "data", "protocol"} <= set(raw):
+        raise ValueError(f"case {path}: must be an object with spec, data and protocol")
+    spec = manual.parse_spec(raw["spec"])
+    data = manual.make_data(spec, raw["data"]["x"], raw["data"]["y"])
+    return FuzzCase(spec, data, raw["protocol"])
+
+
+def reproduce_command(paths: dict[str, Path], protocol: str) -> str:
+    """The command that replays a saved case."""
+    if protocol == "single":
+        return f"backprop-harness compare {paths['spec']} --data {paths['data']}"
+    return f"backprop-harness fuzz --replay {paths['case'].parent}"
+
+
+def case_directory(case: FuzzCase, root: Path | None = None) -> Path:
+    """``root/<hash of the case>``: stable, so a replayed failure overwrites its own files."""
+    digest = hashlib.sha1(case.spec.to_json().encode() + case.data.x.tobytes()
+                          + case.data.y.tobytes() + case.protocol.encode()).hexdigest()[:12]
+    return (root or DEFAULT_FAILURE_DIR) / digest
+
+
+def failure_report(outcome: Outcome, root: Path | None = None) -> tuple[str, str]:
+    """Save the case and return ``(message, reproduce command)``."""
+    case = outcome.case
+    paths = save_case(case, case_directory(case, root).resolve())
+    command = reproduce_command(paths, case.protocol)
+    lines = [f"engines disagree (protocol {case.protocol}, {case.spec.dtype}, "
+             f"{case.hidden_layers} hidden layers, batch {len(case.data.x)})",
+             f"first divergence: {outcome.where}"]
+    if outcome.record is not None:
+        for t in outcome.record.failures[:6]:
+            detail = t.problem or (f"max abs err {t.max_abs_error:.3g}, max rel err "
+                                   f"{t.max_rel_error:.3g}, {t.tolerance_ratio:.3g} x tolerance")
+            lines.append(f"  {t.name}: {detail}")
+    lines += [f"spec: {case.spec.to_json()}", f"reproduce: {command}"]
+    if case.protocol != "single":
+        lines.append(f"one pass only: backprop-harness compare {paths['spec']} --data "
+                     f"{paths['data']} (the failure needs the {case.protocol} protocol)")
+    return "\n".join(lines), command
+
+
+# ---- campaigns ---------------------------------------------------------------------------
+
+
+@dataclass
+class OpError:
+    """The largest errors seen in one op's tensors (its layers' outputs, or the loss)."""
+
+    cases: int = 0
+    max_rel_error: float = 0.0
+    max_tolerance_ratio: float = 0.0
+
+
+@dataclass
+class CampaignFailure:
+    spec: dict[str, Any]
+    protocol: str
+    first_divergence: str
+    hidden_layers: int
+    reproduce: str
+    message: str
+
+
+@dataclass
+class CampaignRecord:
+    """A fuzz campaign: what it covered, the largest errors per op and dtype, its failures.
+
+    ``cases`` counts the examples generated before any failure (shrinking not
+    included); ``kink_excused`` counts failures explained by a kink straddle and
+    ``rounding_excused`` float32 failures within the measured rounding bound
+    (:mod:`reference.rounding`), with a few of the bounds in ``rounding_examples``.
+    """
+
+    examples: int
+    seed: int
+    cases: int = 0
+    elapsed_seconds: float = 0.0
+    passed: bool = True
+    ops: dict[str, int] = field(default_factory=dict)
+    dtypes: dict[str, int] = field(default_factory=dict)
+    protocols: dict[str, int] = field(default_factory=dict)
+    depths: dict[str, int] = field(default_factory=dict)
+    uncovered: list[str] = field(default_factory=list)
+    kink_excused: int = 0
+    rounding_excused: int = 0
+    rounding_examples: list[str] = field(default_factory=list)
+    largest_error: dict[str, dict[str, OpError]] = field(default_factory=dict)
+    failures: list[CampaignFailure] = field(default_factory=list)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return dumps(self, indent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CampaignRecord:
+        raw = dict(raw)
+        raw["elapsed_seconds"] = float(raw["elapsed_seconds"])
+        raw["largest_error"] = {
+            op: {dt: OpError(e["cases"], _num(e["max_rel_error"]), _num(e["max_tolerance_ratio"]))
+                 for dt, e in by_dtype.items()} for op, by_dtype in raw["largest_error"].items()}
+        raw["failures"] = [CampaignFailure(**f) for f in raw["failures"]]
+        return cls(**raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> CampaignRecord:
+        return cls.from_dict(json.loads(text))
+
+    def add(self, outcome: Outcome) -> None:
+        """Count a passing (or excused) case: coverage and the largest errors per op."""
+        case = outcome.case
+        self.cases += 1
+        self.kink_excused += bool(outcome.kink)
+        if outcome.rounding:
+            self.rounding_excused += 1
+            if len(self.rounding_examples) < 5:
+                self.rounding_examples.append(outcome.rounding)
+        _bump(self.dtypes, case.spec.dtype)
+        _bump(self.protocols, case.protocol)
+        _bump(self.depths, str(case.hidden_layers))
+        names = {layer.type for layer in case.spec.layers} | {case.spec.loss.type}
+        for name in names:
+            _bump(self.ops, name)
+        if outcome.record is None:
+            return
+        by_op = _tensor_ops(case.spec)
+        for t in outcome.record.tensors:
+            op = by_op.get(t.name)
+            if op is None:
+                continue
+            entry = self.largest_error.setdefault(op, {}).setdefault(case.spec.dtype, OpError())
+            entry.cases += 1
+            if math.isfinite(t.max_rel_error):
+                entry.max_rel_error = max(entry.max_rel_error, t.max_rel_error)
+            entry.max_tolerance_ratio = max(entry.max_tolerance_ratio, t.tolerance_ratio)
+
+
+def _num(value: Any) -> float:
+    return float(decode_numbers(value))
+
+
+def _bump(counter: dict[str, int], key: str) -> None:
+    counter[key] = counter.get(key, 0) + 1
+
+
+def _tensor_ops(spec: Spec) -> dict[str, str]:
+    """Which op each compared tensor belongs to: a layer's output, or the loss."""
+    out = {f"forward: layers.{i}": layer.type for i, layer in enumerate(spec.layers)}
+    out |= {f"backward: layers.{i}": layer.type for i, layer in enumerate(spec.layers)}
+    out |= {"forward: loss": spec.loss.type, "backward: output": spec.loss.type}
+    return out
+
+
+def run_campaign(
+    examples: int,
+    seed: int = 0,
+    *,
+    progress: Callable[[int], Any] | None = None,
+    failure_root: Path | None = None,
+    strategy: Any = None,
+) -> CampaignRecord:
+    """Run ``examples`` random cases through both engines with Hypothesis, outside pytest.
+
+    Generation is seeded (``seed``) and derandomised; the first real failure stops the
+    campaign and is shrunk by Hypothesis to a minimal spec, which is recorded with the
+    command that reproduces it. ``progress(n)`` is called after each generated case.
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis.errors import Flaky
+
+    from reference.strategies import fuzz_cases
+
+    record = CampaignRecord(examples=examples, seed=seed)
+    state: dict[str, Any] = {"failing": False, "last": None}
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False)
+    @hypothesis_seed(seed)
+    @given(strategy if strategy is not None else fuzz_cases())
+    def campaign(case: FuzzCase) -> None:
+        outcome = run_case(case)
+        if outcome.failed:
+            state["failing"], state["last"] = True, outcome
+            raise AssertionError(outcome.where)
+        if not state["failing"]:
+            record.add(outcome)
+            if progress is not None:
+                progress(1)
+
+    start = time.perf_counter()
+    # The failure is recorded below; a flaky one (it passed when replayed) is recorded too.
+    with contextlib.suppress(AssertionError, Flaky):
+        campaign()
+    record.elapsed_seconds = round(time.perf_counter() - start, 3)
+    record.uncovered = sorted((set(ACTIVATIONS) | set(LOSSES)) - set(record.ops))
+    last: Outcome | None = state["last"]
+    if last is not None:
+        # Hypothesis replays the shrunk example last, so ``last`` is the minimal case.
+        message, command = failure_report(last, failure_root)
+        record.passed = False
+        record.failures.append(CampaignFailure(
+            spec=last.case.spec.to_dict(), protocol=last.case.protocol,
+            first_divergence=last.where, hidden_layers=last.case.hidden_layers,
+            reproduce=command, message=message))
+    return record
+
+
+def summary_line(record: CampaignRecord) -> str:
+    """One line for a terminal: cases, rate, coverage, failures."""
+    rate = record.cases / record.elapsed_seconds if record.elapsed_seconds else 0.0
+    dtypes = ", ".join(f"{k} {v}" for k, v in sorted(record.dtypes.items()))
+    return (f"{record.cases} cases in {record.elapsed_seconds:.1f} s ({rate:.0f}/s); "
+            f"{len(record.ops)} ops covered; {dtypes}; {record.kink_excused} kink straddles "
+            f"and {record.rounding_excused} float32 rounding excused; "
+            f"{len(record.failures)} failure(s)")
+

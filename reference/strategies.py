@@ -1,0 +1,381 @@
+"""Public Hypothesis strategies for random architectures, drawn from the registry.
+
+Every strategy here iterates :data:`manual.registry.ACTIVATIONS` and
+:data:`manual.registry.LOSSES`, so a newly registered op is fuzzed without new
+strategy code. Arrays come from :mod:`hypothesis.extra.numpy`.
+
+- :func:`op_options`: an op's options (random values around each option's default,
+  inside its declared bounds, or a registered variant);
+- :func:`specs`: a network spec (1-6 linear layers, widths 1-64, any activation in
+  any position, a loss whose input the last layer can produce, float32 or float64);
+- :func:`parameters`: explicit weights and biases for a spec;
+- :func:`datasets`: ``x`` inside the first op's domain (kink points included) and a
+  target of a kind the loss accepts (class labels in range, probabilities in [0, 1], ...);
+- :func:`op_inputs` / :func:`op_cases`: one op alone, with an extreme-value mode
+  (magnitudes up to :data:`EXTREME_LIMIT`) for the ops whose domain is the whole line;
+- :func:`fuzz_cases`: a spec, its data and the conformance protocol to run them through
+  (:data:`reference.conformance.PROTOCOLS`); ``include=("tanh",)`` focuses on an op.
+
+Example::
+
+    from hypothesis import given
+    from reference import strategies as hst
+
+    @given(hst.fuzz_cases(dtypes=("float64",)))
+    def test_agrees(case): ...
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import manual
+from manual.data import Data
+from manual.options import Choice, Flag, Real
+from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
+from manual.spec import Spec
+from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
+
+DTYPES = ("float32", "float64")
+# Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
+# stable formulas never take exp of a positive number, so 1e4 is safe in float64.
+EXTREME_LIMIT: Mapping[str, float] = {"float32": 80.0, "float64": 1e4}
+DEFAULT_DOMAIN = (-4.0, 4.0)
+# Where the oracle itself is inexact, fuzz only the option values it gets right.
+# PyTorch's float64 celu backward rounds 1/alpha to float32: a relative error up to
+# 4e-8 (1 + |x|/alpha), which a batch of weight gradients sums past float64's
+# tolerance (measured with torch 2.13; tests/test_fuzz_strategies.py keeps a canary).
+# Powers of two have exact reciprocals. Every other option is drawn from its declaration.
+ORACLE_EXACT_OPTIONS: Mapping[tuple[str, str], tuple[float, ...]] = {
+    ("celu", "alpha"): (0.25, 0.5, 1.0, 2.0, 4.0),
+}
+
+
+def _bits(dtype: str) -> Literal[32, 64]:
+    return 32 if dtype == "float32" else 64
+
+
+def _real(option: Real) -> st.SearchStrategy[float]:
+    """Values around the default: [d/4, max(2d, 1)] for d > 0 (mirrored for d < 0).
+
+    A zero default spans the declared bounds (or [-1, 1]). Values are rounded to
+    three decimals so that shrunk specs read well.
+    """
+    d = option.default
+    if d > 0:
+        low, high = d / 4, max(2 * d, 1.0)
+    elif d < 0:
+        low, high = min(2 * d, -1.0), d / 4
+    else:
+        low = option.low if math.isfinite(option.low) else -1.0
+        high = option.high if math.isfinite(option.high) else 1.0
+    low, high = max(low, option.low), min(high, option.high)
+    values = st.floats(low, high).map(lambda v: round(v, 3))
+    return values.filter(lambda v: option.check(v) is None)
+
+
+def _option_value(option: Real | Choice | Flag) -> st.SearchStrategy[Any]:
+    if isinstance(option, Real):
+        return _real(option)
+    if isinstance(option, Choice):
+        return st.sampled_from(option.choices)
+    return st.booleans()
+
+
+def op_options(op: OpInfo | str) -> st.SearchStrategy[dict[str, Any]]:
+    """Options for ``op``: random values for all its options, or one of its registered variants."""
+    return _op_options(op if isinstance(op, str) else op.name)
+
+
+@functools.cache
+def _op_options(name: str) -> st.SearchStrategy[dict[str, Any]]:
+    # Cached by name: building strategies costs more than drawing from them.
+    op = OPS[name]
+    variants = st.sampled_from([dict(v) for v in op.variants])
+    if not op.options:
+        return variants
+    # Random values for every option first: generation favours the first branch, and a
+    # default-only draw would hide every mistake on an option's code path.
+    random = st.fixed_dictionaries({
+        name: st.sampled_from(ORACLE_EXACT_OPTIONS[op.name, name])
+        if (op.name, name) in ORACLE_EXACT_OPTIONS else _option_value(o)
+        for name, o in op.options.items()})
+    return st.one_of(random, variants)
+
+
+def compatible_activations(loss: str) -> list[str]:
+    """Activations that can end a network feeding ``loss``.
+
+    ``bce`` needs probabilities and ``nll``/``kl_div`` log-probabilities
+    (:data:`reference.matrix._OUTPUT_ADAPTER`); any activation whose
+    ``output_range`` lies inside the adapter's qualifies. Other losses take anything.
+    """
+    if loss not in OUTPUT_ADAPTER:
+        return list(ACTIVATIONS)
+    low, high = ACTIVATIONS[OUTPUT_ADAPTER[loss]].output_range
+    return [name for name, op in ACTIVATIONS.items()
+            if low <= op.output_range[0] and op.output_range[1] <= high]
+
+
+@functools.cache
+def _activation_layer(name: str) -> st.SearchStrategy[dict[str, Any]]:
+    return op_options(name).map(lambda options: {"type": name, **options})
+
+
+@functools.cache
+def _layer_strategies(pool: tuple[str, ...], max_width: int, min_depth: int, max_depth: int
+                      ) -> tuple[st.SearchStrategy[Any], ...]:
+    """(an activation layer, the blocks, the optional leading activation), built once.
+
+    Blocks form a list, so that shrinking deletes whole blocks (a linear layer and the
+    zero to two activations after it).
+    """
+    act = st.sampled_from(pool).flatmap(_activation_layer)
+    block = st.tuples(st.integers(1, max_width), st.lists(act, max_size=2))
+    return act, st.lists(block, min_size=min_depth, max_size=max_depth), st.lists(act, max_size=1)
+
+
+@st.composite
+def specs(
+    draw: st.DrawFn,
+    *,
+    dtypes: Sequence[str] = DTYPES,
+    min_depth: int = 1,
+    max_depth: int = 6,
+    max_width: int = 64,
+    activations: Collection[str] | None = None,
+    losses: Collection[str] | None = None,
+    include: Collection[str] = (),
+) -> Spec:
+    """A random network spec.
+
+    ``depth`` (the number of linear layers) lies in ``[min_depth, max_depth]`` and
+    every width in ``[1, max_width]``. Each linear layer is followed by zero to two
+    activations, and one may come before the first linear layer. When the loss
+    needs probabilities or log-probabilities the network ends with a compatible
+    activation. ``include`` names ops (activations or a loss) that must appear.
+    """
+    activation_pool = sorted(activations if activations is not None else ACTIVATIONS)
+    loss_pool = sorted(losses if losses is not None else LOSSES)
+    wanted_loss = [name for name in include if name in LOSSES]
+    loss = wanted_loss[0] if wanted_loss else draw(st.sampled_from(loss_pool))
+    _, blocks_strategy, lead = _layer_strategies(tuple(activation_pool), max_width,
+                                                   min_depth, max_depth)
+    blocks = draw(blocks_strategy)
+    layers: list[dict[str, Any]] = draw(lead)
+    for out_features, activations_after in blocks:
+        layers.append({"type": "linear", "out_features": out_features})
+        layers.extend(activations_after)
+    for name in include:
+        if name in ACTIVATIONS and all(layer["type"] != name for layer in layers):
+            position = draw(st.integers(0, len(layers)))
+            layers.insert(position, draw(_activation_layer(name)))
+    enders = compatible_activations(loss)
+    if layers[-1]["type"] not in enders:
+        layers.append(draw(st.sampled_from(enders).flatmap(_activation_layer)))
+    raw = {
+        "input_shape": [draw(st.integers(1, max_width))], "layers": layers,
+        "loss": {"type": loss, **draw(op_options(loss))},
+        "dtype": draw(st.sampled_from(list(dtypes))),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+    return manual.parse_spec(raw)
+
+
+@functools.cache
+def _floats(dtype: str, low: float, high: float) -> st.SearchStrategy[float]:
+    """Finite floats of ``dtype`` in [low, high] (bounds rounded inward to the dtype)."""
+    if dtype == "float32":
+        low32, high32 = np.float32(low), np.float32(high)
+        if low32 < low:
+            low32 = np.nextafter(low32, np.float32(np.inf))
+        if high32 > high:
+            high32 = np.nextafter(high32, np.float32(-np.inf))
+        low, high = float(low32), float(high32)
+    return st.floats(low, high, width=_bits(dtype), allow_nan=False, allow_infinity=False)
+
+
+def parameters(spec: Spec, bound: float = 1.0) -> st.SearchStrategy[dict[str, np.ndarray]]:
+    """Explicit weights and biases for ``spec``, each entry in ``[-bound, bound]``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    width = spec.input_shape[0]
+    for i, layer in enumerate(spec.layers):
+        if layer.type == "linear":
+            out = layer.options["out_features"]
+            shapes[f"layers.{i}.weight"] = (out, width)
+            if layer.options.get("bias", True) is not False:
+                shapes[f"layers.{i}.bias"] = (out,)
+            width = out
+    elements = _floats(spec.dtype, -bound, bound)
+    return st.fixed_dictionaries(
+        {name: hnp.arrays(spec.dtype, shape, elements=elements) for name, shape in
+         shapes.items()})
+
+
+def _domain_values(op: OpInfo | None, dtype: str, options: Mapping[str, Any],
+                   domain: tuple[float, float] | None = None) -> st.SearchStrategy[float]:
+    """Floats in the op's domain, with its kink points (inside the domain) mixed in."""
+    low, high = domain or (op.domain if op is not None else DEFAULT_DOMAIN)
+    kinks = tuple(sorted(k for k in (op.kinks(options) if op else ()) if low <= k <= high))
+    return _values_with_kinks(dtype, low, high, kinks)
+
+
+@functools.cache
+def _values_with_kinks(dtype: str, low: float, high: float, kinks: tuple[float, ...]
+                       ) -> st.SearchStrategy[float]:
+    values = _floats(dtype, low, high)
+    return st.one_of(values, st.sampled_from(kinks)) if kinks else values
+
+
+@functools.lru_cache(maxsize=4096)
+def _arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any]
+            ) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+def targets(
+    kind: str, shape: tuple[int, int], dtype: str, options: Mapping[str, Any] | None = None,
+) -> st.SearchStrategy[np.ndarray]:
+    """A target of ``kind`` for an output of shape ``(N, C)`` (as :mod:`reference.sampling`)."""
+    options = options or {}
+    n, c = shape
+    if kind == "real":
+        return _arrays(dtype, shape, _floats(dtype, -4, 4))
+    if kind == "probability":
+        return _arrays(dtype, shape, _floats(dtype, 0, 1))
+    if kind == "class_index":
+        return _arrays(np.int64, (n,), _class_labels(c))
+    if kind not in ("class_probability", "distribution"):
+        raise ValueError(f"kind: unknown target kind {kind!r}")
+
+    def normalise(weights: np.ndarray) -> np.ndarray:
+        rows = weights / weights.sum(axis=-1, keepdims=True)
+        if kind == "distribution" and options.get("log_target", False):
+            rows = np.log(rows)
+        return rows.astype(dtype)
+
+    return _arrays(np.float64, shape, _floats("float64", 0.01, 1.0)).map(normalise)
+
+
+@functools.cache
+def _class_labels(classes: int) -> st.SearchStrategy[int]:
+    return st.integers(0, classes - 1)
+
+
+@st.composite
+def datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32) -> Data:
+    """``x`` of shape ``(N, D)``, ``N`` in ``[1, max_batch]``, and a target for the loss.
+
+    ``x`` lies in the domain of the first layer when it is an activation (its kink
+    points included), else in [-4, 4].
+    """
+    n = draw(st.integers(1, max_batch))
+    first = spec.layers[0] if spec.layers else None
+    op = ACTIVATIONS.get(first.type) if first is not None else None
+    options = dict(first.options) if (first is not None and op is not None) else {}
+    shape = (n, spec.input_shape[0])
+    x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
+    loss = LOSSES[spec.loss.type]
+    kind = draw(st.sampled_from(loss.targets))
+    y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    return manual.make_data(spec, x, y)
+
+
+def stable_ops() -> list[str]:
+    """Ops whose domain straddles zero on both sides: the extreme-value mode applies to them.
+
+    (``bce``, ``nll`` and ``kl_div`` take probabilities or log-probabilities.)
+    """
+    return [name for name, op in OPS.items() if op.domain[0] < 0 < op.domain[1]]
+
+
+def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Mapping[str, Any]
+              | None = None, *, extreme: bool = False) -> st.SearchStrategy[np.ndarray]:
+    """An input for ``op`` alone; ``extreme`` widens the domain to ``±EXTREME_LIMIT[dtype]``."""
+    op = OPS[op] if isinstance(op, str) else op
+    domain = None
+    if extreme:
+        if op.name not in stable_ops():
+            raise ValueError(f"op: {op.name!r} has a bounded domain {op.domain}; the "
+                             f"extreme-value mode covers {', '.join(stable_ops())}")
+        limit = EXTREME_LIMIT[dtype]
+        domain = (-limit, limit)
+    elements = _domain_values(op, dtype, options or {}, domain)
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+@dataclass(frozen=True)
+class OpFuzzCase:
+    """One op alone on a drawn input (see :func:`op_cases`)."""
+
+    op: str
+    dtype: str
+    options: dict[str, Any]
+    x: np.ndarray
+    target: np.ndarray | None
+    dy: np.ndarray
+
+
+@st.composite
+def op_cases(draw: st.DrawFn, *, ops: Collection[str] | None = None,
+             dtypes: Sequence[str] = DTYPES, extreme: bool = False) -> OpFuzzCase:
+    """A registry op, options, an input (extreme magnitudes if asked), target and upstream."""
+    pool = sorted(ops if ops is not None else (stable_ops() if extreme else OPS))
+    op = OPS[draw(st.sampled_from(pool))]
+    dtype = draw(st.sampled_from(list(dtypes)))
+    options = draw(op_options(op))
+    shape = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
+    target = None
+    if op.kind == "loss":
+        kind = draw(st.sampled_from(op.targets))
+        target = draw(targets(kind, shape, dtype, options))
+    # The upstream gradient has the output's shape, which only the op knows (a loss with
+    # reduction 'none' gives (N,) or (N, C)); the registry's forward tells us.
+    with np.errstate(all="ignore"):
+        args = (x.copy(),) if target is None else (x.copy(), target)
+        out_shape = np.shape(op.forward(*args, **options)[0])
+    dy = draw(hnp.arrays(dtype, out_shape, elements=_floats(dtype, -2, 2)))
+    return OpFuzzCase(op.name, dtype, options, x, target, dy)
+
+
+@dataclass(frozen=True)
+class FuzzCase:
+    """A spec, its data and the conformance protocol (:data:`reference.conformance.PROTOCOLS`)."""
+
+    spec: Spec
+    data: Data
+    protocol: str = "single"
+
+    @property
+    def hidden_layers(self) -> int:
+        """Linear layers before the output layer: the spec's size in the kill table."""
+        return max(sum(layer.type == "linear" for layer in self.spec.layers) - 1, 0)
+
+
+@st.composite
+def fuzz_cases(
+    draw: st.DrawFn,
+    *,
+    protocols: Sequence[str] | None = None,
+    max_batch: int = 32,
+    **spec_kwargs: Any,
+) -> FuzzCase:
+    """A :class:`FuzzCase`; keyword arguments go to :func:`specs`."""
+    from reference.conformance import PROTOCOLS
+
+    spec = draw(specs(**spec_kwargs))
+    data = draw(datasets(spec, max_batch=max_batch))
+    pool = list(protocols or PROTOCOLS)
+    # sampled_from would favour the first protocol heavily; a wide integer spreads the
+    # draws evenly and still shrinks toward the first (the single pass).
+    protocol = pool[draw(st.integers(0, 2**16 - 1)) % len(pool)]
+    return FuzzCase(spec, data, protocol)

@@ -1,0 +1,374 @@
+"""The bug zoo: realistic backprop mistakes, injected into the manual engine at test time.
+
+Each :class:`Mutant` names one mistake, describes it in a line and knows how to inject
+it by monkeypatching: a registry entry replaced with ``dataclasses.replace(op,
+backward=...)`` (in :data:`manual.registry.ACTIVATIONS`/``LOSSES`` and ``OPS``), or a
+global of :mod:`manual.network` (``linear_backward``, ``Linear.backward``, ...). The
+engine's source is never edited. :func:`conformance_kill` and :func:`fuzz_kill` say
+whether the conformance suite and the fuzzer catch a mutant; a harness that lets one
+live is not testing what it claims to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import manual.network
+from manual import registry
+from manual.ops import classification_losses as cls
+from manual.ops import piecewise as pw
+from manual.ops import smooth as sm
+from manual.ops.linear import LinearCache
+from manual.ops.reduction import upstream
+
+Patch = tuple[Any, str, Any]  # (dict or object, key or attribute, replacement)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One injected mistake. ``ops`` are the registry ops it touches (the fuzzer's focus)."""
+
+    name: str
+    description: str
+    patches: Callable[[], list[Patch]]
+    ops: tuple[str, ...] = ()
+
+    @contextlib.contextmanager
+    def inject(self) -> Iterator[None]:
+        """Apply the patches; restore the originals on exit, even after an error."""
+        saved: list[Patch] = []
+        try:
+            for target, key, value in self.patches():
+                if isinstance(target, dict):
+                    saved.append((target, key, target[key]))
+                    target[key] = value
+                else:
+                    saved.append((target, key, getattr(target, key)))
+                    setattr(target, key, value)
+            yield
+        finally:
+            for target, key, value in reversed(saved):
+                if isinstance(target, dict):
+                    target[key] = value
+                else:
+                    setattr(target, key, value)
+
+    def apply(self, monkeypatch: Any) -> None:
+        """Apply the patches through pytest's ``monkeypatch`` (undone after the test)."""
+        for target, key, value in self.patches():
+            if isinstance(target, dict):
+                monkeypatch.setitem(target, key, value)
+            else:
+                monkeypatch.setattr(target, key, value)
+
+
+def _op(name: str, **changes: Any) -> list[Patch]:
+    """Replace registry entry ``name`` (in its kind's dict and in ``OPS``)."""
+    op = registry.OPS[name]
+    kind = registry.LOSSES if op.kind == "loss" else registry.ACTIVATIONS
+    new = dataclasses.replace(op, **changes)
+    return [(kind, name, new), (registry.OPS, name, new)]
+
+
+def _backward(name: str, backward: Callable[..., Any]) -> Callable[[], list[Patch]]:
+    return lambda: _op(name, backward=backward)
+
+
+# ---- the linear layer and the network loop ------------------------------------------------
+
+def _linear_dw_transposed(dy: Any, cache: Any) -> Any:
+    x, weight = cache
+    return dy @ weight, x.T @ dy, np.sum(dy, axis=0)
+
+
+def _linear_bias_first_sample(dy: Any, cache: Any) -> Any:
+    x, weight = cache
+    return dy @ weight, dy.T @ x, dy[0].copy()
+
+
+def _linear_forward_float64(x: Any, weight: Any, bias: Any) -> Any:
+    y = x.astype(np.float64) @ weight.T.astype(np.float64)
+    if bias is not None:
+        y = y + bias
+    return y, LinearCache(x, weight)
+
+
+def _overwriting_backward(self: Any, dy: Any) -> Any:
+    dx, dweight, dbias = manual.network.linear_backward(dy, self.cache)
+    self.grads["weight"] = dweight
+    if "bias" in self.grads:
+        self.grads["bias"] = dbias
+    return dx
+
+
+def _first_cache_forward(self: Any, x: Any) -> Any:
+    y, cache = manual.network.linear_forward(x, self.params["weight"], self.params.get("bias"))
+    if self.cache is None:
+        self.cache = cache
+    return y
+
+
+def _backward_skipping_first(self: Any, dloss: Any = 1.0) -> Any:
+    dy = self.loss_op.backward(np.asarray(dloss, dtype=np.dtype(self.spec.dtype)),
+                               self._loss_cache)
+    self.upstream = [dy] * len(self.layers)
+    for i in range(len(self.layers) - 1, 0, -1):  # off by one: layer 0 is never reached
+        self.upstream[i] = dy
+        dy = self.layers[i].backward(dy)
+    self.input_grad = dy
+    return dy
+
+
+def _network(attribute: str, value: Any) -> Callable[[], list[Patch]]:
+    return lambda: [(manual.network, attribute, value)]
+
+
+def _linear_layer(attribute: str, value: Any) -> Callable[[], list[Patch]]:
+    return lambda: [(manual.network.Linear, attribute, value)]
+
+
+# ---- activations -----------------------------------------------------------------------
+
+def _relu_forward_x(x: Any) -> Any:
+    return np.maximum(x, 0), pw.InputCache(x)
+
+
+def _relu_backward_ge(dy: Any, cache: Any) -> Any:
+    return np.where(cache.x >= 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def _relu_backward_in_place(dy: Any, cache: Any) -> Any:
+    dy[cache.y <= 0] = 0
+    return dy
+
+
+def _tanh_forward_in_place(x: Any) -> Any:
+    y = np.tanh(x, out=x)
+    return y, pw.OutputCache(y)
+
+
+def _elu_backward_no_alpha(dy: Any, cache: Any) -> Any:
+    x, _, scale, input_scale = cache
+    negative = np.exp(np.minimum(x, 0) * input_scale) * scale * input_scale
+    return dy * np.where(x > 0, scale, negative).astype(dy.dtype, copy=False)
+
+
+def _hardtanh_backward_default_bounds(dy: Any, cache: Any) -> Any:
+    inside = (cache.x > -1) & (cache.x < 1)
+    return np.where(inside, dy, 0).astype(dy.dtype, copy=False)
+
+
+def _gelu_backward_no_cubic(dy: Any, cache: Any) -> Any:
+    if cache.approximate != "tanh":
+        return sm.gelu_backward(dy, cache)
+    x = cache.x
+    t = np.tanh(sm._SQRT_2_OVER_PI * (x + sm._KAPPA * x * x * x))
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sm._SQRT_2_OVER_PI)
+
+
+def _softplus_backward_no_beta(dy: Any, cache: Any) -> Any:
+    bx = cache.x * cache.beta
+    return np.where(bx > cache.threshold, dy, dy * sm.numerics.sigmoid(cache.x))
+
+
+# ---- losses ----------------------------------------------------------------------------
+
+def _mse_backward_sum(dloss: Any, cache: Any) -> Any:
+    d = cache.d
+    reduction = "sum" if cache.reduction == "mean" else cache.reduction
+    return upstream(dloss, reduction, d.size, d.dtype) * 2 * d
+
+
+def _mse_backward_sign(dloss: Any, cache: Any) -> Any:
+    d = cache.d
+    return upstream(dloss, cache.reduction, d.size, d.dtype) * 2 * -d
+
+
+def _huber_backward_unit_clip(dloss: Any, cache: Any) -> Any:
+    d, reduction, _ = cache
+    g = upstream(dloss, reduction, d.size, d.dtype)
+    return np.where(d <= -cache.width, -g, np.where(d >= cache.width, g, g * d))
+
+
+def _bce_backward_logit_gradient(dloss: Any, cache: Any) -> Any:
+    x, t, reduction = cache
+    return upstream(dloss, reduction, x.size, x.dtype) * (x - t)
+
+
+def _cross_entropy_backward_no_mean(dloss: Any, cache: Any) -> Any:
+    reduction = "sum" if cache.reduction == "mean" else cache.reduction
+    return cls.cross_entropy_backward(dloss, cache._replace(reduction=reduction))
+
+
+def _cross_entropy_forward_unsmoothed_cache(x: Any, target: Any, reduction: str = "mean",
+                                            label_smoothing: float = 0.0) -> Any:
+    loss, cache = cls.cross_entropy_forward(x, target, reduction, label_smoothing)
+    plain = cls.smoothed_target(target, x.shape[-1], x.dtype, 0.0)
+    return loss, cache._replace(smoothed_target=plain)
+
+
+def _nll_backward_sign(dloss: Any, cache: Any) -> Any:
+    return -cls.nll_backward(dloss, cache)
+
+
+def _kl_backward_batchmean_as_mean(dloss: Any, cache: Any) -> Any:
+    reduction = "mean" if cache.reduction == "batchmean" else cache.reduction
+    return cls.kl_div_backward(dloss, cache._replace(reduction=reduction))
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("linear_dW_transposed", "forgotten transpose: dW = xᵀ·dy (in × out) instead of dyᵀ·x",
+           _network("linear_backward", _linear_dw_transposed)),
+    Mutant("bias_grad_not_summed", "bias gradient taken from the first sample, not summed over "
+           "the batch", _network("linear_backward", _linear_bias_first_sample)),
+    Mutant("linear_float64", "float64 silently used in a float32 run: the linear layer "
+           "multiplies in float64 and never casts back",
+           _network("linear_forward", _linear_forward_float64)),
+    Mutant("grad_overwritten", "gradients assigned (=) instead of accumulated (+=): a second "
+           "backward without zero_grad loses the first",
+           _linear_layer("backward", _overwriting_backward)),
+    Mutant("stale_cache", "the linear layer caches its input only on the first forward, so "
+           "backward uses a previous batch", _linear_layer("forward", _first_cache_forward)),
+    Mutant("skip_first_layer", "off-by-one in the backward loop: layer 0 never gets its "
+           "gradient", lambda: [(manual.network.Network, "backward", _backward_skipping_first)]),
+    Mutant("relu_grad_at_zero", "relu'(0) = 1 (x >= 0) instead of PyTorch's 0",
+           lambda: _op("relu", forward=_relu_forward_x, backward=_relu_backward_ge), ("relu",)),
+    Mutant("relu_mutates_upstream", "relu backward zeroes the upstream gradient in place "
+           "instead of returning a new array", _backward("relu", _relu_backward_in_place),
+           ("relu",)),
+    Mutant("tanh_mutates_input", "tanh forward writes into its input (np.tanh(x, out=x))",
+           lambda: _op("tanh", forward=_tanh_forward_in_place), ("tanh",)),
+    Mutant("tanh_one_minus_y", "tanh' written as 1 - tanh(x) instead of 1 - tanh(x)²",
+           _backward("tanh", lambda dy, c: dy * (1 - c.y)), ("tanh",)),
+    Mutant("sigmoid_missing_factor", "sigmoid' written as σ(x) instead of σ(x)(1 - σ(x))",
+           _backward("sigmoid", lambda dy, c: dy * c.y), ("sigmoid",)),
+    Mutant("leaky_slope_dropped", "leaky_relu backward drops the negative slope (gradient 0 "
+           "for x <= 0)", _backward("leaky_relu", lambda dy, c: np.where(c.x > 0, dy, 0)),
+           ("leaky_relu",)),
+    Mutant("elu_alpha_dropped", "elu backward forgets alpha on the negative branch",
+           _backward("elu", _elu_backward_no_alpha), ("elu",)),
+    Mutant("silu_one_path", "x is used twice in x·σ(x); backward keeps one path: f' = σ(x)",
+           _backward("silu", lambda dy, c: dy * sm.numerics.sigmoid(c.x)), ("silu",)),
+    Mutant("gelu_tanh_no_cubic", "tanh-approximate gelu backward drops the 3κx² term of du/dx",
+           _backward("gelu", _gelu_backward_no_cubic), ("gelu",)),
+    Mutant("softplus_beta_dropped", "softplus backward uses σ(x) instead of σ(βx)",
+           _backward("softplus", _softplus_backward_no_beta), ("softplus",)),
+    Mutant("hardtanh_default_bounds", "hardtanh backward ignores min_val/max_val and clips at "
+           "±1", _backward("hardtanh", _hardtanh_backward_default_bounds), ("hardtanh",)),
+    Mutant("softmax_diagonal", "softmax Jacobian reduced to its diagonal: y(1 - y)·dy",
+           _backward("softmax", lambda dy, c: dy * c.y * (1 - c.y)), ("softmax",)),
+    Mutant("log_softmax_no_sum", "log_softmax backward drops the Σ dy: dy - softmax(x)",
+           _backward("log_softmax", lambda dy, c: dy - np.exp(c.y)), ("log_softmax",)),
+    Mutant("mse_mean_as_sum", "mean reduction differentiated as sum: the MSE gradient misses "
+           "1/N", _backward("mse", _mse_backward_sum), ("mse",)),
+    Mutant("mse_sign_flip", "sign flip: the MSE gradient written as 2(t - x)",
+           _backward("mse", _mse_backward_sign), ("mse",)),
+    Mutant("huber_delta_dropped", "huber backward clips at ±1 instead of ±delta",
+           _backward("huber", _huber_backward_unit_clip), ("huber",)),
+    Mutant("bce_sigmoid_twice", "bce backward returns p - t (the logit's gradient), so the "
+           "sigmoid derivative is applied twice", _backward("bce", _bce_backward_logit_gradient),
+           ("bce",)),
+    Mutant("cross_entropy_no_mean", "cross-entropy gradient not divided by the batch size N",
+           _backward("cross_entropy", _cross_entropy_backward_no_mean), ("cross_entropy",)),
+    Mutant("label_smoothing_ignored", "cross-entropy backward uses the unsmoothed target",
+           lambda: _op("cross_entropy", forward=_cross_entropy_forward_unsmoothed_cache),
+           ("cross_entropy",)),
+    Mutant("nll_sign_flip", "nll backward puts +1 at the target class instead of -1",
+           _backward("nll", _nll_backward_sign), ("nll",)),
+    Mutant("kl_batchmean_as_mean", "kl_div batchmean backward divides by N·C instead of N",
+           _backward("kl_div", _kl_backward_batchmean_as_mean), ("kl_div",)),
+)
+
+ZOO: dict[str, Mutant] = {m.name: m for m in MUTANTS}
+
+
+# ---- who kills what ----------------------------------------------------------------------
+
+
+@dataclass
+class Kill:
+    """How one mutant died: the first conformance check that failed, and the fuzzer's shrunk
+    counterexample (its size in hidden layers, spec and first divergence)."""
+
+    mutant: str
+    description: str
+    conformance: str | None
+    conformance_where: str
+    fuzz_killed: bool
+    hidden_layers: int | None = None
+    protocol: str = ""
+    fuzz_where: str = ""
+    spec: dict[str, Any] | None = None
+
+    @property
+    def killed(self) -> bool:
+        return self.conformance is not None and self.fuzz_killed
+
+
+def conformance_kill(mutant: Mutant) -> tuple[str, str] | None:
+    """The first check of :func:`reference.conformance.suite` that fails under ``mutant``."""
+    from reference.conformance import first_failure
+
+    with mutant.inject(), np.errstate(all="ignore"):
+        return first_failure()
+
+
+def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
+    """The fuzzer's shrunk failing :class:`~reference.strategies.FuzzCase`, or ``None``.
+
+    Derandomised :func:`hypothesis.find` over :func:`~reference.strategies.fuzz_cases`
+    focused on the ops the mutant touches, at most ``max_examples`` generated examples.
+    """
+    from hypothesis import HealthCheck, Phase, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from reference.fuzz import fails
+    from reference.strategies import fuzz_cases
+
+    # No explain phase: it re-runs the shrunk case many times to annotate it, which
+    # doubles the cost and tells the kill table nothing.
+    budget = settings(max_examples=max_examples, derandomize=True, database=None,
+                      deadline=None, suppress_health_check=list(HealthCheck),
+                      phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,))
+    with mutant.inject():
+        try:
+            return find(fuzz_cases(include=mutant.ops), fails, settings=budget)
+        except NoSuchExample:
+            return None
+
+
+def kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Kill:
+    """Run both the conformance suite and the fuzzer against ``mutant``.
+
+    ``shrink=False`` keeps the fuzzer's first failing example (faster; its size is then
+    an upper bound on the shrunk one).
+    """
+    from reference.fuzz import run_case
+
+    found = conformance_kill(mutant)
+    case = fuzz_kill(mutant, max_examples, shrink)
+    record = Kill(mutant.name, mutant.description, found[0] if found else None,
+                  found[1] if found else "", case is not None)
+    if case is not None:
+        with mutant.inject():
+            outcome = run_case(case)
+        record.hidden_layers, record.protocol = case.hidden_layers, case.protocol
+        record.fuzz_where, record.spec = outcome.where, case.spec.to_dict()
+    return record
+
+
+def kill_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines of a plain-text kill table from :class:`Kill` records (as dicts)."""
+    lines = [f"{'mutant':26} {'conformance suite':52} {'fuzzer':7} hidden layers"]
+    for row in sorted(rows, key=lambda r: r["mutant"]):
+        conformance = row["conformance"] or "SURVIVED"
+        fuzz = "killed" if row["fuzz_killed"] else "SURVIVED"
+        size = "" if row["hidden_layers"] is None else str(row["hidden_layers"])
+        lines.append(f"{row['mutant']:26} {conformance[:52]:52} {fuzz:7} {size}")
+    return lines

@@ -1,0 +1,76 @@
+"""Fuzzing: a campaign of random architectures, and the bug zoo's kill table.
+
+The campaign (:func:`reference.fuzz.run_campaign`) draws random specs with Hypothesis and
+runs each through both engines under a conformance protocol; the record holds its
+coverage, the largest error per op and dtype, and any failure with its shrunk spec and
+the command that replays it. The zoo (:mod:`reference.zoo`) injects each mutant and
+asks the conformance suite and the fuzzer to kill it. In the ``quick`` profile the
+fuzzer's counterexamples are not shrunk (their size is an upper bound) to keep the
+section under half a minute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+KEY = "fuzz"
+TITLE = "Fuzzing random architectures and the bug zoo"
+ORDER = 50
+EXAMPLES = {"quick": 100, "full": 1000}
+ZOO_BUDGET = 60  # the ci profile's max_examples
+SHRINK = {"quick": False, "full": True}
+
+
+def collect(context: Any) -> dict[str, Any]:
+    from reference import zoo
+    from reference.fuzz import run_campaign
+    from reference.records import encode
+
+    profile = context.profile if context.profile in EXAMPLES else "quick"
+    bar = context.progress("fuzz campaign", EXAMPLES[profile])
+    campaign = run_campaign(EXAMPLES[profile], context.seed, progress=bar.update)
+    bar.close()
+    bar = context.progress("bug zoo", len(zoo.MUTANTS))
+    kills = []
+    for mutant in zoo.MUTANTS:
+        kills.append(zoo.kill(mutant, ZOO_BUDGET, shrink=SHRINK[profile]))
+        bar.update(1)
+    bar.close()
+    survivors = sum(not k.killed for k in kills)
+    return {
+        "profile": profile,
+        "campaign": encode(campaign),
+        "zoo": encode(kills),
+        "zoo_budget": ZOO_BUDGET,
+        "shrunk": SHRINK[profile],
+        "passed": campaign.cases + len(kills) - survivors,
+        "failed": len(campaign.failures) + survivors,
+        "errors": _errors(campaign.largest_error),
+        "ops": _op_rows(encode(campaign)),
+    }
+
+
+def _errors(largest: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """The worst relative error and error / tolerance per dtype, over every op."""
+    out: dict[str, dict[str, float]] = {}
+    for by_dtype in largest.values():
+        for dtype, entry in by_dtype.items():
+            worst = out.setdefault(dtype, {"max_rel_error": 0.0, "tolerance_ratio": 0.0})
+            worst["max_rel_error"] = max(worst["max_rel_error"], entry.max_rel_error)
+            worst["tolerance_ratio"] = max(worst["tolerance_ratio"], entry.max_tolerance_ratio)
+    return out
+
+
+def _op_rows(campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per op: cases that used it and its largest errors in each dtype."""
+    rows = []
+    for op in sorted(set(campaign["ops"]) | set(campaign["uncovered"])):
+        row: dict[str, Any] = {"op": op, "cases": campaign["ops"].get(op, 0)}
+        for dtype in ("float32", "float64"):
+            entry = campaign["largest_error"].get(op, {}).get(dtype)
+            row[dtype] = entry or {"cases": 0, "max_rel_error": math.nan,
+                                   "max_tolerance_ratio": math.nan}
+        rows.append(row)
+    return rows

@@ -1,0 +1,101 @@
+"""The public strategies draw what they promise: bounds, compatible losses, valid data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from manual.registry import ACTIVATIONS, LOSSES, OPS
+from manual.spec import Spec
+from reference import strategies as hst
+
+
+@given(spec=hst.specs())
+def test_specs_stay_in_bounds(spec: Spec) -> None:
+    linear = [layer for layer in spec.layers if layer.type == "linear"]
+    assert 1 <= len(linear) <= 6
+    assert all(1 <= layer.options["out_features"] <= 64 for layer in linear)
+    assert 1 <= spec.input_shape[0] <= 64
+    assert spec.dtype in hst.DTYPES
+    assert spec.layers[-1].type in hst.compatible_activations(spec.loss.type) or \
+        spec.loss.type not in hst.OUTPUT_ADAPTER
+
+
+@pytest.mark.parametrize("loss", ["bce", "nll", "kl_div"])
+@given(data=st.data())
+def test_constrained_losses_get_a_compatible_last_layer(loss: str, data: st.DataObject) -> None:
+    spec = data.draw(hst.specs(losses=(loss,)))
+    low, high = ACTIVATIONS[spec.layers[-1].type].output_range
+    want_low, want_high = ACTIVATIONS[hst.OUTPUT_ADAPTER[loss]].output_range
+    assert want_low <= low and high <= want_high
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@given(data=st.data())
+def test_include_puts_the_op_in_the_spec(name: str, data: st.DataObject) -> None:
+    spec = data.draw(hst.specs(include=(name,), max_depth=2, max_width=4))
+    assert name in [layer.type for layer in spec.layers]
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@given(data=st.data())
+def test_drawn_options_pass_validation(name: str, data: st.DataObject) -> None:
+    options = data.draw(hst.op_options(name))
+    for key, value in options.items():
+        assert OPS[name].options[key].check(value) is None
+
+
+@given(data=st.data())
+def test_datasets_respect_the_loss(data: st.DataObject) -> None:
+    spec = data.draw(hst.specs(max_width=6))
+    batch = data.draw(hst.datasets(spec, max_batch=5))
+    assert batch.x.dtype == np.dtype(spec.dtype) and batch.x.shape[1] == spec.input_shape[0]
+    kinds = LOSSES[spec.loss.type].targets
+    if batch.y.dtype.kind == "i":
+        assert "class_index" in kinds
+        assert batch.y.min() >= 0 and batch.y.max() < spec.output_width
+
+
+@pytest.mark.parametrize("dtype", hst.DTYPES)
+@given(data=st.data())
+def test_extreme_mode_reaches_the_limit_only_for_stable_ops(dtype: str, data: st.DataObject
+                                                            ) -> None:
+    case = data.draw(hst.op_cases(extreme=True, dtypes=(dtype,)))
+    assert case.op in hst.stable_ops()
+    assert np.abs(case.x).max(initial=0) <= hst.EXTREME_LIMIT[dtype]
+
+
+def test_extreme_mode_refuses_bounded_domains() -> None:
+    with pytest.raises(ValueError, match="bce"):
+        hst.op_inputs("bce", "float64", (2, 2), extreme=True)
+
+
+def test_stable_ops_exclude_probability_inputs() -> None:
+    assert {"bce", "nll", "kl_div"}.isdisjoint(hst.stable_ops())
+    assert {"sigmoid", "softplus", "cross_entropy", "bce_with_logits"} <= set(hst.stable_ops())
+
+
+def test_canary_pytorch_celu_backward_is_inexact_in_float64() -> None:
+    """Why strategies.ORACLE_EXACT_OPTIONS draws celu's alpha from powers of two.
+
+    If PyTorch fixes its float64 celu backward, this fails: lift the restriction.
+    """
+    import torch
+
+    x = torch.linspace(-8, 0, 200, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.celu(x, alpha=0.3).sum().backward()
+    exact = torch.exp(x.detach() / 0.3)
+    assert x.grad is not None
+    assert float((x.grad / exact - 1).abs().max()) > 1e-7  # float64 would give ~1e-16
+    y = torch.linspace(-8, 0, 200, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.celu(y, alpha=0.5).sum().backward()
+    assert y.grad is not None
+    assert float((y.grad / torch.exp(y.detach() / 0.5) - 1).abs().max()) < 1e-14
+
+
+@given(options=hst.op_options("celu"))
+def test_celu_alpha_has_an_exact_reciprocal(options: dict) -> None:
+    alpha = options.get("alpha", 1.0)
+    assert np.float32(1 / alpha) == 1 / alpha
