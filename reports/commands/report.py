@@ -41,8 +41,21 @@ def run(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"backprop-harness: warning: {problem}", file=sys.stderr)
     page = args.out / "index.html"
+    print(summary_table(summary))
     print(f"{summary['verdict'].upper()}: {summary['passed']} checks passed, "
           f"{summary['failed']} failed; wrote {page} ({page.stat().st_size / 1024:.0f} KiB) "
           f"and {args.out / 'results.json'} in {time.perf_counter() - start:.1f} s",
           file=sys.stderr)
     return 0 if summary["verdict"] == "pass" and not problems else 1
+
+
+def summary_table(summary: dict) -> str:
+    """Per section: checks passed and failed; per dtype: the worst error and the headroom."""
+    lines = [f"{'section':<16} {'passed':>7} {'failed':>7}  status"]
+    for key, entry in summary["sections"].items():
+        lines.append(f"{key:<16} {entry['passed']:>7} {entry['failed']:>7}  {entry['status']}")
+    lines.append(f"{'dtype':<16} {'worst rel err':>14} {'err/tol':>8} {'headroom':>9}")
+    for dtype, entry in summary["by_dtype"].items():
+        lines.append(f"{dtype:<16} {entry['max_rel_error']:>14.3g} "
+                     f"{entry['tolerance_ratio']:>8.3g} {entry['headroom']:>8.3g}x")
+    return "\n".join(lines)
