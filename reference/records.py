@@ -7,40 +7,13 @@ no literal for them) and read back as floats.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+from manual.jsonable import decode_numbers, dumps, encode
 
-
-def encode(value: Any) -> Any:
-    """A JSON-safe copy: dataclasses to dicts, non-finite floats to strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def decode_numbers(value: Any) -> Any:
-    """Inverse of :func:`encode` for numeric content (nested lists of numbers)."""
-    if isinstance(value, list):
-        return [decode_numbers(v) for v in value]
-    if isinstance(value, str) and value in _NONFINITE:
-        return _NONFINITE[value]
-    return value
-
-
-def dumps(record: Any, indent: int | None = 2) -> str:
-    return json.dumps(encode(record), indent=indent, allow_nan=False)
-
+__all__ = ["ComparisonRecord", "TensorComparison", "decode_numbers", "dumps", "encode"]
 
 @dataclass
 class TensorComparison:

@@ -1,17 +1,16 @@
 """Records of a gradient check: one :class:`TensorCheck` per tensor, in a :class:`GradcheckRecord`.
 
 Both are dataclasses that round-trip through JSON (non-finite floats as ``"nan"``/``"inf"``,
-the convention of :mod:`reference.records`, re-implemented here because :mod:`manual` imports
-nothing outside itself).
+through :mod:`manual.jsonable`, which :mod:`reference.records` shares).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from manual.jsonable import NONFINITE, encode
 
 # Verdict bands on the relative error |a - n| / (|a| + |n|).
 GOOD = 1e-7
@@ -21,23 +20,8 @@ ACCEPTABLE = 1e-4
 VERDICTS = ("good", "acceptable", "kink", "wrong")
 MODES = ("full", "sparse", "projection", "complex")
 
-_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def _encode(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
 def _float(value: Any) -> float:
-    return _NONFINITE[value] if isinstance(value, str) else float(value)
+    return NONFINITE[value] if isinstance(value, str) else float(value)
 
 
 @dataclass
@@ -123,10 +107,10 @@ class GradcheckRecord:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(_encode(self))
+        return dict(encode(self))
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(_encode(self), indent=indent, allow_nan=False)
+        return json.dumps(encode(self), indent=indent, allow_nan=False)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> GradcheckRecord:

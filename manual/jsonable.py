@@ -1,0 +1,42 @@
+"""JSON for records: dataclasses to plain values, with non-finite floats written as text.
+
+Strict JSON has no literal for NaN or infinity, so they are written as the strings
+``"nan"``, ``"inf"`` and ``"-inf"`` and read back as floats. Both the manual engine's
+records (gradient checks) and the harness's (:mod:`reference.records`) use these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode(value: Any) -> Any:
+    """A JSON-safe copy: dataclasses to dicts, tuples to lists, non-finite floats to strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def decode_numbers(value: Any) -> Any:
+    """Inverse of :func:`encode` for numeric content (a number or nested lists of numbers)."""
+    if isinstance(value, list):
+        return [decode_numbers(v) for v in value]
+    if isinstance(value, str) and value in NONFINITE:
+        return NONFINITE[value]
+    return value
+
+
+def dumps(record: Any, indent: int | None = 2) -> str:
+    """``record`` as strict JSON (``allow_nan=False``: a stray NaN is an error, not output)."""
+    return json.dumps(encode(record), indent=indent, allow_nan=False)
