@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# Records made by hand (reference.records imports neither numpy nor torch), so that the
+# Records made by hand (reference.records does not import torch), so that the
 # inner runs stay fast: one passing op, one failing op, one network with two records.
 INNER_TESTS = textwrap.dedent('''
     import sys
@@ -36,7 +36,7 @@ INNER_TESTS = textwrap.dedent('''
 
     def test_plugin_loaded_without_torch(pytestconfig):
         assert pytestconfig.pluginmanager.has_plugin("backprop_harness")
-        assert "torch" not in sys.modules and "numpy" not in sys.modules
+        assert "torch" not in sys.modules
 
 
     @pytest.mark.parametrize("subject, passed, error",
