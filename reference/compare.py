@@ -151,6 +151,7 @@ def compare_op(
     shape: tuple[int, int] = (6, 5),
     target_kind: str | None = None,
     x: np.ndarray | None = None,
+    keep_values: bool = True,
 ) -> ComparisonRecord:
     """Run one op alone in both engines on inputs from its domain (or on ``x``).
 
@@ -180,8 +181,9 @@ def compare_op(
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy))
     tensors = [
-        compare_arrays("forward: output", y, ty.detach().numpy(), tolerance),
-        compare_arrays("backward: input", dx, tx.grad.numpy(), tolerance),  # type: ignore[union-attr]
+        compare_arrays("forward: output", y, ty.detach().numpy(), tolerance, keep_values),
+        compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
+                       tolerance, keep_values),
     ]
     passed = all(t.passed for t in tensors)
     divergence = None if passed else next(t.name for t in tensors if not t.passed)
