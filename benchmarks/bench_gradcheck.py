@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import manual
 from manual.gradcheck import check_network
 from manual.gradcheck.core import NOISE_ULPS
+from reports.files import atomic_write
 from reports.sections.gradcheck import fit_slope, mlp_data, mlp_spec, parameter_count, seed_loop
 
 SIZES = ((16, 32), (24, 48), (32, 64), (48, 96), (64, 128))
@@ -162,16 +162,8 @@ def machine() -> dict[str, Any]:
 
 def write_json(path: Path, result: dict[str, Any]) -> None:
     """Write atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=1, sort_keys=True, allow_nan=False, default=float) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
@@ -35,6 +34,7 @@ from markupsafe import Markup
 
 from reference.records import encode
 from reports import sections as sections_pkg
+from reports.files import atomic_write
 from reports.sections import RunContext
 
 FORMAT = 1
@@ -296,24 +296,6 @@ def render(results: Mapping[str, Any], modules: Iterable[ModuleType] | None = No
 
 
 # -- writing ---------------------------------------------------------------------------------
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
-        "w", encoding="utf-8", newline="\n", dir=path.parent, prefix=f".{path.name}.",
-        suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
 
 def write(out: Path, results: Mapping[str, Any],
           modules: Iterable[ModuleType] | None = None) -> list[str]:

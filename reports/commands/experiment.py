@@ -59,16 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
     from reference.records import dumps
     from reports import vanishing
+    from reports.files import atomic_write
 
     if args.seed < 0:
         raise ValueError(f"--seed: must be non-negative, got {args.seed}")
     total = vanishing.runs_in(vanishing.PROFILES[args.profile])
     with tqdm(total=total, desc=f"vanishing ({args.profile})", unit="run", file=sys.stderr,
-              leave=False) as bar:
+              leave=False, disable=not sys.stderr.isatty()) as bar:
         record = vanishing.run_experiment(args.profile, args.seed, progress=bar.update)
     text = dumps(record)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+        atomic_write(args.out, text + "\n")
     print(text if args.json else summary(record))
     return 0 if record.failed == 0 else 1

@@ -70,14 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reference.fuzz import run_campaign, summary_line
+    from reports.files import atomic_write
 
     out: Path = args.out
     with tqdm(total=args.examples, desc="fuzz", unit="case", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         record = run_campaign(args.examples, args.seed, progress=bar.update,
                               failure_root=out.parent / "failures")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(record.to_json() + "\n", encoding="utf-8")
+    atomic_write(out, record.to_json() + "\n")
     if args.json:
         print(record.to_json())
     else:
