@@ -9,6 +9,7 @@ saved beside the report for a person to look at.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def _check_sorting(tab: Any) -> None:
 @pytest.mark.browser
 def test_the_report_in_headless_chromium(tmp_path: Path, subtests: Any) -> None:
     if not Path(CHROMIUM).exists():
+        # Under CI a skip would hide a broken set-up: make test must have installed it.
+        assert not os.environ.get("CI"), "make test should have installed Debian's chromium"
         pytest.skip("Chromium is not installed (make test installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
