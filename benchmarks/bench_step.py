@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import manual
 from reference import engine
+from reference.matrix import mlp_spec
 
 # (name, widths from input to output, batch)
 SIZES = [
@@ -35,14 +36,9 @@ SIZES = [
 ]
 
 
-def mlp_spec(widths: list[int], dtype: str) -> manual.Spec:
-    layers: list[dict[str, object]] = []
-    for out in widths[1:-1]:
-        layers += [{"type": "linear", "out_features": out}, {"type": "relu"}]
-    layers.append({"type": "linear", "out_features": widths[-1]})
-    loss = {"type": "cross_entropy"} if widths[-1] > 1 else {"type": "bce_with_logits"}
-    return manual.parse_spec({"input_shape": [widths[0]], "layers": layers, "loss": loss,
-                              "dtype": dtype, "seed": 0})
+def relu_mlp(widths: list[int], dtype: str) -> manual.Spec:
+    loss = "cross_entropy" if widths[-1] > 1 else "bce_with_logits"
+    return mlp_spec(widths, "relu", loss, dtype)
 
 
 def paired_medians(
@@ -65,7 +61,7 @@ def paired_medians(
 
 
 def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
-    spec = mlp_spec(widths, dtype)
+    spec = relu_mlp(widths, dtype)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, widths[0]))
     y = rng.integers(0, widths[-1], batch) if widths[-1] > 1 else rng.uniform(0, 1, (batch, 1))

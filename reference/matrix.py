@@ -6,7 +6,7 @@ entry is covered everywhere without new test code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,24 +50,35 @@ def op_cases(dtypes: tuple[str, ...] = DTYPES) -> Iterator[OpCase]:
                     yield OpCase(op, dtype, options, target_kind)
 
 
+def mlp_spec(
+    widths: Sequence[int], activation: str, loss: str, dtype: str = "float64", *,
+    seed: int = 0, name: str = "", activation_options: Mapping[str, Any] | None = None,
+    loss_options: Mapping[str, Any] | None = None,
+) -> Spec:
+    """An MLP ``widths[0] -> ... -> widths[-1]`` with ``activation`` after every hidden
+    layer, then whatever ``loss`` needs on its input (sigmoid before ``bce``, log_softmax
+    before ``nll`` and ``kl_div``)."""
+    layers: list[dict[str, Any]] = []
+    for out in widths[1:-1]:
+        layers += [{"type": "linear", "out_features": out},
+                   {"type": activation, **(activation_options or {})}]
+    layers.append({"type": "linear", "out_features": widths[-1]})
+    if loss in _OUTPUT_ADAPTER:
+        layers.append({"type": _OUTPUT_ADAPTER[loss]})
+    raw = {"input_shape": [widths[0]], "layers": layers,
+           "loss": {"type": loss, **(loss_options or {})}, "dtype": dtype, "seed": seed}
+    return manual.parse_spec({"name": name, **raw} if name else raw)
+
+
 def network_spec(
     activation: str, loss: str, dtype: str, *, seed: int = 0, width: int = 8,
     features: int = 4, classes: int = 3, activation_options: Mapping[str, Any] | None = None,
     loss_options: Mapping[str, Any] | None = None,
 ) -> Spec:
-    """A 2-hidden-layer MLP with ``activation`` after each hidden layer, ending in ``loss``."""
-    act = {"type": activation, **(activation_options or {})}
-    layers: list[dict[str, Any]] = [
-        {"type": "linear", "out_features": width}, act,
-        {"type": "linear", "out_features": width}, dict(act),
-        {"type": "linear", "out_features": classes},
-    ]
-    if loss in _OUTPUT_ADAPTER:
-        layers.append({"type": _OUTPUT_ADAPTER[loss]})
-    return manual.parse_spec({
-        "name": f"{activation} x {loss}", "input_shape": [features], "layers": layers,
-        "loss": {"type": loss, **(loss_options or {})}, "dtype": dtype, "seed": seed,
-    })
+    """The matrix's network: 2 hidden layers with ``activation`` after each, ending in ``loss``."""
+    return mlp_spec([features, width, width, classes], activation, loss, dtype, seed=seed,
+                    name=f"{activation} x {loss}", activation_options=activation_options,
+                    loss_options=loss_options)
 
 
 def network_data(spec: Spec, batch: int = 5, target_kind: str | None = None) -> manual.Data:

@@ -39,15 +39,11 @@ BENCHMARK = Path(__file__).resolve().parents[2] / BENCHMARK_NAME
 
 def mlp_spec(features: int, hidden: int, classes: int = 10, seed: int = 0) -> Any:
     """``features -> hidden -> hidden -> classes``, tanh, cross-entropy (the issue's MLP)."""
-    import manual
+    from reference.matrix import mlp_spec as mlp
 
-    return manual.parse_spec({
-        "name": f"mlp {features}-{hidden}-{hidden}-{classes}", "input_shape": [features],
-        "layers": [{"type": "linear", "out_features": hidden}, {"type": "tanh"},
-                   {"type": "linear", "out_features": hidden}, {"type": "tanh"},
-                   {"type": "linear", "out_features": classes}],
-        "loss": {"type": "cross_entropy"}, "seed": seed,
-    })
+    widths = [features, hidden, hidden, classes]
+    return mlp(widths, "tanh", "cross_entropy", seed=seed,
+               name="mlp " + "-".join(map(str, widths)))
 
 
 def mlp_data(spec: Any, batch: int = BATCH, seed: int = 0) -> Any:
