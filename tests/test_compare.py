@@ -140,3 +140,30 @@ def test_gradients_accumulate_across_backward_passes_until_zero_grad() -> None:
         np.testing.assert_array_equal(grad, 2 * once.named_grads()[name])
     twice.zero_grad()
     assert all(not g.any() for g in twice.named_grads().values())
+
+
+def test_a_users_own_op_is_checked_without_touching_the_registry() -> None:
+    """The README's example: an OpInfo built on the spot, against torch's gelu(tanh)."""
+    from manual.registry import OpInfo
+    from reference.compare import compare_op
+
+    def gelu_pair(c):
+        def forward(x, approximate="tanh"):
+            return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x**3))), x
+
+        def backward(dy, x):
+            t = np.tanh(c * (x + 0.044715 * x**3))
+            return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x**2))
+
+        return OpInfo(name="my_gelu", forward=forward, backward=backward,
+                      torch="torch.nn.functional.gelu")
+
+    mine = gelu_pair(math.sqrt(2 / math.pi))
+    for dtype in ("float32", "float64"):
+        assert compare_op(mine, dtype, {"approximate": "tanh"}).passed
+    # Against the exact gelu the same pair must fail, and say where first.
+    assert compare_op(mine, "float64", {}).first_divergence == "forward: output"
+    # A NumPy float64 scalar (unlike a Python float) upcasts a float32 array (NEP 50):
+    # the classic silent float64 leak, caught by the dtype check.
+    leaky = compare_op(gelu_pair(np.sqrt(2 / np.pi)), "float32", {"approximate": "tanh"})
+    assert "dtype float64 != reference float32" in leaky.tensors[0].problem
