@@ -66,3 +66,12 @@ def test_ops_preserve_dtype(dtype: str) -> None:
             y, cache = op.forward(x.copy(), **options)
             dx = op.backward(rng.standard_normal(y.shape).astype(dtype), cache)
             assert (y.dtype, dx.dtype) == (np.dtype(dtype),) * 2, op.name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_at_saturated_probabilities_matches_pytorchs_clamps(dtype: str) -> None:
+    """x in {0, 1} (a saturated sigmoid): log clamped at -100, gradient denominator at 1e-12."""
+    x = np.array([[0.0, 1.0, 0.5, 1e-30], [1.0, 0.0, 0.25, 1.0]])
+    with np.errstate(all="raise"):
+        record = compare_op(LOSSES["bce"], dtype, {"reduction": "sum"}, x=x)
+    assert record.passed, record.describe()

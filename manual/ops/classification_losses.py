@@ -57,8 +57,9 @@ def bce_forward(x: Array, target: Array, reduction: str = "mean") -> tuple[Array
     bounded below by :math:`10^{-12}`, as in PyTorch, so :math:`x \in \{0, 1\}`
     gives finite values.
     """
-    log_x = np.maximum(np.log(x), _BCE_LOG_FLOOR)
-    log_1mx = np.maximum(np.log1p(-x), _BCE_LOG_FLOOR)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is intended: it is clamped next
+        log_x = np.maximum(np.log(x), _BCE_LOG_FLOOR)
+        log_1mx = np.maximum(np.log1p(-x), _BCE_LOG_FLOOR)
     loss = (target - 1) * log_1mx - target * log_x
     return reduce(loss, reduction), BinaryCache(x, target, reduction)
 
