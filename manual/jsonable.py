@@ -37,6 +37,11 @@ def decode_numbers(value: Any) -> Any:
     return value
 
 
+def decode_float(value: Any) -> float:
+    """One number as :func:`encode` wrote it (``"inf"`` and friends included), as a float."""
+    return float(decode_numbers(value))
+
+
 def dumps(record: Any, indent: int | None = 2) -> str:
     """``record`` as strict JSON (``allow_nan=False``: a stray NaN is an error, not output)."""
     return json.dumps(encode(record), indent=indent, allow_nan=False)

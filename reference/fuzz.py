@@ -30,7 +30,7 @@ from manual.registry import ACTIVATIONS, LOSSES, OPS
 from manual.spec import Spec
 from reference.compare import compare_arrays, compare_network
 from reference.conformance import run_protocol
-from reference.records import ComparisonRecord, decode_numbers, dumps
+from reference.records import ComparisonRecord, decode_float, dumps
 from reference.rounding import rounding_excuse
 from reference.strategies import FuzzCase, OpFuzzCase
 
@@ -260,7 +260,8 @@ class CampaignRecord:
         raw = dict(raw)
         raw["elapsed_seconds"] = float(raw["elapsed_seconds"])
         raw["largest_error"] = {
-            op: {dt: OpError(e["cases"], _num(e["max_rel_error"]), _num(e["max_tolerance_ratio"]))
+            op: {dt: OpError(e["cases"], decode_float(e["max_rel_error"]),
+                            decode_float(e["max_tolerance_ratio"]))
                  for dt, e in by_dtype.items()} for op, by_dtype in raw["largest_error"].items()}
         raw["failures"] = [CampaignFailure(**f) for f in raw["failures"]]
         return cls(**raw)
@@ -296,10 +297,6 @@ class CampaignRecord:
             if math.isfinite(t.max_rel_error):
                 entry.max_rel_error = max(entry.max_rel_error, t.max_rel_error)
             entry.max_tolerance_ratio = max(entry.max_tolerance_ratio, t.tolerance_ratio)
-
-
-def _num(value: Any) -> float:
-    return float(decode_numbers(value))
 
 
 def _bump(counter: dict[str, int], key: str) -> None:

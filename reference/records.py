@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from manual.jsonable import decode_numbers, dumps, encode
+from manual.jsonable import decode_float, decode_numbers, dumps, encode
 
-__all__ = ["ComparisonRecord", "TensorComparison", "decode_numbers", "dumps", "encode"]
+__all__ = ["ComparisonRecord", "TensorComparison", "decode_float", "decode_numbers", "dumps",
+           "encode"]
 
 @dataclass
 class TensorComparison:
@@ -44,7 +45,7 @@ class TensorComparison:
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
         raw = dict(raw)
         for key in ("max_abs_error", "max_rel_error", "tolerance_ratio"):
-            raw[key] = float(decode_numbers(raw[key]))
+            raw[key] = decode_float(raw[key])
         for key in ("manual", "reference"):
             raw[key] = decode_numbers(raw.get(key))
         return cls(**raw)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from manual.jsonable import NONFINITE, encode
+from manual.jsonable import decode_float, encode
 
 # Verdict bands on the relative error |a - n| / (|a| + |n|).
 GOOD = 1e-7
@@ -19,10 +19,6 @@ ACCEPTABLE = 1e-4
 # ACCEPTABLE: the central difference straddles a jump of the derivative, so it says nothing.
 VERDICTS = ("good", "acceptable", "kink", "wrong")
 MODES = ("full", "sparse", "projection", "complex")
-
-def _float(value: Any) -> float:
-    return NONFINITE[value] if isinstance(value, str) else float(value)
-
 
 @dataclass
 class TensorCheck:
@@ -67,7 +63,7 @@ class TensorCheck:
     def from_dict(cls, raw: dict[str, Any]) -> TensorCheck:
         raw = dict(raw)
         for key in ("max_rel_error", "max_abs_error", "noise", "max_rel_error_kinked"):
-            raw[key] = _float(raw[key])
+            raw[key] = decode_float(raw[key])
         return cls(**raw)
 
 
@@ -115,7 +111,7 @@ class GradcheckRecord:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> GradcheckRecord:
         raw = dict(raw)
-        raw["eps"] = _float(raw["eps"])
+        raw["eps"] = decode_float(raw["eps"])
         raw["tensors"] = [TensorCheck.from_dict(t) for t in raw["tensors"]]
         return cls(**raw)
 
