@@ -197,18 +197,9 @@ def op_kinks(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | None = N
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
     points = [k + s for k in op.kinks(options) for s in (0.0, -1.0, 1.0)]
-    x = np.asarray([points], dtype=dtype)
-    tolerance = op.tolerance(dtype)
-    y, cache = op.forward(x.copy(), **options)
-    dy = np.linspace(0.5, 1.5, x.size).reshape(x.shape).astype(dtype)
-    dx = op.backward(dy.copy(), cache)
-    tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    ty = engine.torch_callable(op)(tx, **options)
-    ty.backward(torch.from_numpy(dy))
-    tensors = [compare_arrays("kinks: forward", y, ty.detach().numpy(), tolerance),
-               compare_arrays("kinks: backward", dx, tx.grad.numpy(), tolerance)]  # type: ignore[union-attr]
-    return _record(op.name, op.kind, dtype, 0, tolerance.reason, tensors,
-                   options={**options, "check": "kinks"})
+    record = compare_op(op, dtype, options, x=np.asarray([points]))
+    record.options["check"] = "kinks"
+    return record
 
 
 Check = Callable[[], ComparisonRecord]
