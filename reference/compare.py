@@ -151,12 +151,15 @@ def compare_op(
     shape: tuple[int, int] = (6, 5),
     target_kind: str | None = None,
     x: np.ndarray | None = None,
+    target: np.ndarray | None = None,
+    dy: np.ndarray | None = None,
     keep_values: bool = True,
 ) -> ComparisonRecord:
     """Run one op alone in both engines on inputs from its domain (or on ``x``).
 
-    The upstream gradient is drawn at random. For a loss, ``target_kind``
-    chooses among the kinds it accepts (the first by default).
+    The upstream gradient is drawn at random (unless ``dy`` is given). For a loss,
+    ``target`` is drawn of ``target_kind`` (the first kind it accepts by default)
+    unless it is given.
     """
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
@@ -169,17 +172,19 @@ def compare_op(
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     fn = engine.torch_callable(op)
     if op.kind == "loss":
-        kind = target_kind or op.targets[0]
-        target = sampling.target(kind, shape, rng, dtype, options)
+        kind = target_kind or ("" if target is not None else op.targets[0])
+        if target is None:
+            target = sampling.target(kind, shape, rng, dtype, options)
         y, cache = op.forward(x.copy(), target, **options)
-        ty = fn(tx, torch.from_numpy(target), **options)
+        ty = fn(tx, torch.from_numpy(target.copy()), **options)
     else:
         kind = ""
         y, cache = op.forward(x.copy(), **options)
         ty = fn(tx, **options)
-    dy = rng.standard_normal(np.shape(y)).astype(dtype)
+    if dy is None:
+        dy = rng.standard_normal(np.shape(y)).astype(dtype)
     dx = op.backward(dy.copy(), cache)
-    ty.backward(torch.from_numpy(dy))
+    ty.backward(torch.from_numpy(dy.copy()))
     tensors = [
         compare_arrays("forward: output", y, ty.detach().numpy(), tolerance, keep_values),
         compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
