@@ -57,9 +57,17 @@ class Slot:
 
 @dataclass(frozen=True)
 class Signature:
-    """A node's per-sample output shape and the slots it owns, for its options and inputs."""
+    """A node's per-sample output shape and the slots it owns, for its options and inputs.
+
+    A layer with several outputs (an LSTM's ``output``, ``h_n``, ``c_n``) names them in
+    ``outputs`` (name -> per-sample shape, in the order its forward returns them as a tuple);
+    ``shape`` is then the first one's. Its backward receives a tuple of upstream gradients,
+    one per output (zeros for an output nothing consumed). Other nodes refer to an output as
+    ``<node>.<output>``; ``<node>`` alone is the first.
+    """
 
     shape: Shape
+    outputs: Mapping[str, Shape] = field(default_factory=dict)
     params: Mapping[str, Slot] = field(default_factory=dict)
     state: Mapping[str, Slot] = field(default_factory=dict)
     noise: Mapping[str, Slot] = field(default_factory=dict)
