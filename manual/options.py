@@ -64,11 +64,10 @@ REDUCTION = Choice("mean", ("mean", "sum", "none"))
 
 @dataclass(frozen=True)
 class Int:
-    """An integer (never a bool), at least ``low``; ``required`` when the layer has no default."""
+    """An integer (never a bool), at least ``low``."""
 
     default: int | None
     low: int = 0
-    required: bool = False
 
     def check(self, value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -83,7 +82,6 @@ class Given:
     """A value whose check needs the input shapes: the layer's signature validates it."""
 
     default: object = None
-    required: bool = False
 
     def check(self, value: object) -> str | None:
         return None
