@@ -44,13 +44,14 @@ def _run_torch(module: torch.nn.Module, params: dict[str, Any], signature: Signa
     with torch.no_grad():
         for name, slot in signature.params.items():
             _attribute(module, slot.torch).copy_(torch.from_numpy(params[name]))
-    tensors = [torch.tensor(x, requires_grad=d) for x, d in zip(inputs, differentiable)]
+    tensors = [torch.tensor(x, requires_grad=d)
+               for x, d in zip(inputs, differentiable, strict=True)]
     out = module(*tensors)
     outs = list(out) if isinstance(out, tuple) else [out]
     torch.autograd.backward(outs, [torch.from_numpy(g) for g in upstream])
     grads = {name: _attribute(module, slot.torch).grad for name, slot in signature.params.items()}
     return ([o.detach() for o in outs], [t.grad if d else None for t, d in
-                                         zip(tensors, differentiable)], grads)
+                                         zip(tensors, differentiable, strict=True)], grads)
 
 
 def _differs(what: str, got: Any, want: Any, dtype: str, equal_nan: bool) -> list[str]:
@@ -70,15 +71,15 @@ def compare_sample(info: LayerInfo, sample: Sample, dtype: str, seed: int = 0,
                    equal_nan: bool = False) -> list[str]:
     """Every disagreement between the engines on one sample (empty when they agree)."""
     rng = np.random.default_rng(seed)
-    shapes = tuple(x.shape[1:] for x in sample.inputs)
+    shapes = tuple(tuple(x.shape[1:]) for x in sample.inputs)
     signature = info.signature(sample.options, shapes)
     params = {name: slot.init(rng, slot.shape).astype(dtype)
               for name, slot in signature.params.items()}
     y, cache, _ = info.forward(sample.inputs, params, {}, {}, training=True, **sample.options)
     outs = list(y) if signature.outputs else [y]
     upstream = [rng.normal(size=o.shape).astype(dtype) for o in outs]
-    dinputs, dparams = info.backward(tuple(upstream) if signature.outputs else upstream[0],
-                                     cache)
+    dys: Any = tuple(upstream) if signature.outputs else upstream[0]
+    dinputs, dparams = info.backward(dys, cache)
     module = build_torch(info, sample.options, signature, shapes, dtype)
     torch_params = {n: tuple(p.shape) for n, p in module.named_parameters()}
     want_params = {slot.torch: slot.shape for slot in signature.params.values()}
@@ -88,9 +89,9 @@ def compare_sample(info: LayerInfo, sample: Sample, dtype: str, seed: int = 0,
                                               [d is not None for d in dinputs], upstream)
     names = list(signature.outputs) or ["output"]
     failures = []
-    for name, got, want in zip(names, outs, t_outs):
+    for name, got, want in zip(names, outs, t_outs, strict=True):
         failures += _differs(f"forward: {name}", got, want, dtype, equal_nan)
-    for i, (got, want) in enumerate(zip(dinputs, t_dinputs)):
+    for i, (got, want) in enumerate(zip(dinputs, t_dinputs, strict=True)):
         failures += _differs(f"backward: inputs[{i}]", got, want, dtype, equal_nan)
     if set(dparams) != set(params):
         failures.append(f"backward: parameter gradients for {sorted(dparams)}, params "

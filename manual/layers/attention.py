@@ -63,7 +63,8 @@ def _sdpa_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Si
         raise ValueError(f"scale must be a finite number or null, got {scale!r}")
     if masked:
         target, mask = (*q[:-1], k[-2]), shapes[3]
-        if len(mask) != len(target) or any(m not in (1, t) for m, t in zip(mask, target)):
+        if len(mask) != len(target) or any(m not in (1, t)
+                                           for m, t in zip(mask, target, strict=True)):
             raise ValueError(f"attn_mask must have per-sample shape {target} (or 1 along a "
                              f"dim), got {mask}")
     return Signature((*q[:-1], v[-1]))
@@ -78,7 +79,8 @@ def _sdpa_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any
                   training: bool, attn_mask: str = "none", is_causal: bool = False,
                   scale: float | None = None) -> tuple[Any, Any, dict]:
     mask = as_mask(inputs[3], attn_mask, inputs[0].dtype) if attn_mask != "none" else None
-    y, cache = ops.sdpa_forward(*inputs[:3], mask, is_causal=is_causal, scale=scale)
+    query, key, value = inputs[:3]
+    y, cache = ops.sdpa_forward(query, key, value, mask, is_causal=is_causal, scale=scale)
     return y, SdpaNodeCache(cache, mask is not None), {}
 
 

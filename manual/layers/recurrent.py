@@ -68,14 +68,14 @@ def recurrent_signature(layer: str) -> Any:
         if "input_size" in options and options["input_size"] != x[1]:
             raise ValueError(f"input_size is {options['input_size']!r}, but the input has "
                              f"{x[1]} features (shape {x})")
-        for name, shape in zip(("h0", "c0"), shapes[1:]):
+        for name, shape in zip(("h0", "c0"), shapes[1:], strict=False):
             if shape != (layers, hidden):
                 raise ValueError(f"{name} must have per-sample shape (num_layers, hidden_size) "
                                  f"= {(layers, hidden)}, got {shape}")
         rows, init = ops.GATES[gates_of(layer, options)] * hidden, _uniform(1 / math.sqrt(hidden))
         params: dict[str, Slot] = {}
         for k in range(layers):
-            shapes_k = {f"weight_ih_l{k}": (rows, x[1] if k == 0 else hidden),
+            shapes_k: dict[str, Shape] = {f"weight_ih_l{k}": (rows, x[1] if k == 0 else hidden),
                         f"weight_hh_l{k}": (rows, hidden)}
             if options.get("bias", True):
                 shapes_k |= {f"bias_ih_l{k}": (rows,), f"bias_hh_l{k}": (rows,)}

@@ -126,7 +126,7 @@ def _matmul_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
     if a[-1] != b[-2]:
         raise ValueError(f"inner dims differ: {a} @ {b}")
     lead = []
-    for m, n in zip(a[:-2], b[:-2]):
+    for m, n in zip(a[:-2], b[:-2], strict=True):
         if m != n and 1 not in (m, n):
             raise ValueError(f"leading dims do not broadcast: {a} @ {b}")
         lead.append(max(m, n))

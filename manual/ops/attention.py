@@ -62,7 +62,8 @@ def masked_softmax(scores: Array, bias: Array | None, *, safe: bool) -> Array:
 
 def scores_backward(d_scores: Array, q: Array, k: Array, scale: float) -> tuple[Array, Array]:
     r""":math:`\bar Q = s \bar S K`, :math:`\bar K = s \bar S^\top Q`."""
-    return (d_scores @ k) * scale, (np.swapaxes(d_scores, -1, -2) @ q) * scale
+    s = np.asarray(scale, q.dtype)  # a Python float would be fine too (NEP 50); explicit
+    return (d_scores @ k) * s, (np.swapaxes(d_scores, -1, -2) @ q) * s
 
 
 class CoreCache(NamedTuple):
@@ -90,7 +91,7 @@ def attention_core_backward(d_out: Array, d_weights: Array | None, cache: CoreCa
     if d_weights is not None:
         dw = dw + d_weights
     d_scores = weights * (dw - np.sum(dw * weights, axis=-1, keepdims=True))
-    dq, dk = scores_backward(d_scores, cache.q, cache.k, np.asarray(cache.scale, dv.dtype))
+    dq, dk = scores_backward(d_scores, cache.q, cache.k, cache.scale)
     return dq, dk, dv
 
 
@@ -212,25 +213,25 @@ def mha_forward(query: Array, key: Array, value: Array, params: Mapping[str, Arr
 
 
 def mha_backward(dys: tuple[Array, Array | None], cache: MultiHeadCache
-                 ) -> tuple[tuple[Array, Array, Array], dict[str, Array]]:
+                 ) -> tuple[tuple[Array, ...], dict[str, Array]]:
     """``((d_query, d_key, d_value), dparams)`` from the output's and the weights' upstream."""
     d_y, d_avg = dys
     d_y = d_y if cache.batch_first else np.swapaxes(d_y, 0, 1)
     h = cache.num_heads
     flat = d_y.reshape(-1, d_y.shape[-1])
-    dparams = {"out_proj.weight": flat.T @ cache.merged.reshape(-1, cache.merged.shape[-1])}
+    merged = cache.merged.reshape(-1, cache.merged.shape[-1])
+    dparams: dict[str, Array] = {"out_proj.weight": flat.T @ merged}
     d_heads = _heads(d_y @ cache.weight_out, h)
     d_weights = None if d_avg is None else np.broadcast_to(
         (d_avg / np.asarray(h, d_avg.dtype))[:, None], cache.core.weights.shape)
     d_projected = [_merge(d) for d in attention_core_backward(d_heads, d_weights, cache.core)]
     e = cache.weight_in.shape[1]
     d_inputs, d_w_in = [], []
-    for j, (d_p, x) in enumerate(zip(d_projected, cache.inputs)):
+    for j, (d_p, x) in enumerate(zip(d_projected, cache.inputs, strict=True)):
         d_inputs.append(d_p @ cache.weight_in[j * e:(j + 1) * e])
         d_w_in.append(d_p.reshape(-1, e).T @ x.reshape(-1, e))
     dparams["in_proj_weight"] = np.concatenate(d_w_in)
     if cache.has_bias:
         dparams["in_proj_bias"] = np.concatenate([d.sum(axis=(0, 1)) for d in d_projected])
         dparams["out_proj.bias"] = flat.sum(axis=0)
-    dq, dk, dv = (d if cache.batch_first else np.swapaxes(d, 0, 1) for d in d_inputs)
-    return (dq, dk, dv), dparams
+    return tuple(d if cache.batch_first else np.swapaxes(d, 0, 1) for d in d_inputs), dparams

@@ -132,8 +132,9 @@ def weight_gradients(d_input: Array, d_hidden: Array, x: Array, h_prev: Array
     """
     flat_di = d_input.reshape(-1, d_input.shape[-1])
     flat_dh = d_hidden.reshape(-1, d_hidden.shape[-1])
-    return (flat_di.T @ x.reshape(-1, x.shape[-1]), flat_dh.T @ h_prev.reshape(-1, h_prev.shape[-1]),
-            flat_di.sum(axis=0), flat_dh.sum(axis=0))
+    d_ih = flat_di.T @ x.reshape(-1, x.shape[-1])
+    d_hh = flat_dh.T @ h_prev.reshape(-1, h_prev.shape[-1])
+    return d_ih, d_hh, flat_di.sum(axis=0), flat_dh.sum(axis=0)
 
 
 # ---- a whole layer -----------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def _layer_forward(x: Array, h: Array, c: Array | None, mode: Mode, w_ih: Array,
             pre = projected[t] + recurrent
             h = np.tanh(pre) if mode == "rnn_tanh" else np.maximum(pre, 0)
         hs[t] = h
-    gates = tuple(np.stack(parts) for parts in zip(*gate_steps)) if gate_steps else ()
+    gates = tuple(np.stack(parts) for parts in zip(*gate_steps, strict=True)) if gate_steps else ()
     return LayerCache(x, h_prev, hs, gates, c_prev, tanh_c, gh_n, w_ih, w_hh)
 
 
@@ -254,13 +255,13 @@ def _layer_backward(d_h_seq: Array, dh: Array, dc: Array | None, cache: LayerCac
         if mode == "lstm":
             assert dc is not None and cache.c_prev is not None and cache.tanh_c is not None
             gates = tuple(gate[t] for gate in cache.gates)
-            d_input[t], dc = lstm_step_backward(dh, dc, gates,  # type: ignore[arg-type]
+            d_input[t], dc = lstm_step_backward(dh, dc, gates,
                                                 cache.c_prev[t], cache.tanh_c[t])
         elif mode == "gru":
             assert cache.gh_n is not None
             gates3 = tuple(gate[t] for gate in cache.gates)
             d_input[t], d_hidden[t], direct = gru_step_backward(
-                dh, gates3, cache.h_prev[t], cache.gh_n[t])  # type: ignore[arg-type]
+                dh, gates3, cache.h_prev[t], cache.gh_n[t])
         else:
             d_input[t] = rnn_step_backward(dh, cache.h[t], mode)
         dh = d_hidden[t] @ cache.weight_hh

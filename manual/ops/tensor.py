@@ -17,7 +17,7 @@ from manual.numerics import Array
 class SelectCache(NamedTuple):
     shape: tuple[int, ...]
     axis: int
-    index: int
+    position: int
 
 
 def select_forward(x: Array, dim: int, index: int) -> tuple[Array, SelectCache]:
@@ -33,7 +33,7 @@ def select_forward(x: Array, dim: int, index: int) -> tuple[Array, SelectCache]:
 def select_backward(dy: Array, cache: SelectCache) -> Array:
     dx = np.zeros(cache.shape, dy.dtype)
     where: list[slice | int] = [slice(None)] * len(cache.shape)
-    where[cache.axis] = cache.index
+    where[cache.axis] = cache.position
     dx[tuple(where)] = dy
     return dx
 

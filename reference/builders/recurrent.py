@@ -59,7 +59,7 @@ class BatchFirstLSTM(nn.LSTM):
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None,  # type: ignore[override]
                 c0: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        state = None if h0 is None or c0 is None else tuple(_states(h0, c0))
+        state = None if h0 is None or c0 is None else (_states(h0)[0], _states(c0)[0])
         y, (h_n, c_n) = super().forward(x, state)
         return y, h_n.transpose(0, 1), c_n.transpose(0, 1)
 
