@@ -1,0 +1,1 @@
+"""PyTorch builders for the layer registry's entries, one module per family."""
