@@ -386,3 +386,20 @@ def test_zoo_covers_the_issues_bug_classes() -> None:
     assert len(CONV_MUTANTS) >= 8
     assert len({m.name for m in CONV_MUTANTS}) == len(CONV_MUTANTS)
     assert {m.ops[0] for m in CONV_MUTANTS} >= {"conv2d", "max_pool2d", "avg_pool2d"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_non_finite_upstream_reaches_only_the_winners(dtype: str) -> None:
+    """An infinite or NaN upstream gradient goes to its window's winner and nowhere else."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, size=(2, 2, 6, 6)).astype(dtype)
+    options = {"kernel_size": 3, "stride": 2, "padding": 1}
+    y, cache, _ = LAYERS["max_pool2d"].forward((x,), {}, {}, {}, training=True, **options)
+    dy = rng.normal(size=y.shape).astype(dtype)
+    dy[0, 0, 1, 1], dy[1, 1, 0, 2] = np.inf, np.nan
+    (dx,), _ = LAYERS["max_pool2d"].backward(dy, cache)
+    xt = torch.from_numpy(x).requires_grad_()
+    F.max_pool2d(xt, **options).backward(torch.from_numpy(dy))
+    assert np.isnan(dx).sum() == 1 and np.isinf(dx).sum() == 1
+    torch.testing.assert_close(torch.from_numpy(np.ascontiguousarray(dx)), xt.grad,
+                               equal_nan=True)

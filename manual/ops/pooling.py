@@ -83,12 +83,14 @@ def _valid(geometry: PoolGeometry, size: Ints, offset: Ints) -> NDArray[np.bool_
     return valid
 
 
-def _padded(x: Array, pads: Pads) -> Array:
-    return np.pad(x, ((0, 0), (0, 0), *pads)) if any(lo or hi for lo, hi in pads) else x
+def _padded(x: Array, pads: Pads, value: float = 0.0) -> Array:
+    if not any(lo or hi for lo, hi in pads):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
 
 
 class MaxPoolCache(NamedTuple):
-    argmax: NDArray[np.int32]  # (N, C, *out): the kernel offset (scan order) that won each window
+    argmax: NDArray[np.integer]  # (N, C, *out): the kernel offset (scan order) that won
     x_shape: Ints
     geometry: PoolGeometry
 
@@ -109,14 +111,25 @@ def max_pool_forward(x: Array, kernel_size: object, stride: object = None,
     """
     size = x.shape[2:]
     geometry = pool_geometry(size, kernel_size, stride, padding, dilation, ceil_mode)
-    padded = _padded(x, geometry.pads)
-    best = np.full((*x.shape[:2], *geometry.out), -np.inf, dtype=x.dtype)
-    argmax = np.full(best.shape, -1, dtype=np.int32)
-    for k, offset in enumerate(kernel_offsets(geometry.kernel)):
+    offsets = list(kernel_offsets(geometry.kernel))
+    index_type = np.int8 if len(offsets) < 128 else np.int32
+    # Before any comparison each window points at its first real position (all -inf windows
+    # keep it); padding is -inf, so it never wins a strict comparison.
+    first = np.zeros(geometry.out, dtype=index_type)
+    for k in reversed(range(len(offsets))):
+        first = np.where(_valid(geometry, size, offsets[k]), index_type(k), first)
+    argmax = np.broadcast_to(first, (*x.shape[:2], *geometry.out)).copy()
+    best = np.full(argmax.shape, -np.inf, dtype=x.dtype)
+    padded = _padded(x, geometry.pads, -np.inf)
+    has_nan = bool(np.isnan(x).any())  # one pass, so that NaN-free inputs skip the NaN rule
+    for k, offset in enumerate(offsets):
         value = padded[offset_slices(offset, geometry.stride, geometry.dilation, geometry.out)]
-        wins = _valid(geometry, size, offset) & ((value > best) | np.isnan(value) | (argmax < 0))
-        best = np.where(wins, value, best)
-        argmax = np.where(wins, np.int32(k), argmax)
+        wins = value > best
+        if has_nan:
+            wins |= np.isnan(value)
+        # arithmetic, not np.where (several times slower): argmax <- k where it wins
+        argmax += wins * (index_type(k) - argmax)
+        np.maximum(best, value, out=best)  # NaN propagates, as the rule above
     return best, MaxPoolCache(argmax, x.shape, geometry)
 
 
@@ -126,10 +139,12 @@ def max_pool_backward(dy: Array, cache: MaxPoolCache) -> Array:
     padded_shape = tuple(n + lo + hi for n, (lo, hi) in zip(cache.x_shape[2:], geometry.pads,
                                                             strict=True))
     grad = np.zeros((*cache.x_shape[:2], *padded_shape), dtype=dy.dtype)
-    zero = np.zeros((), dtype=dy.dtype)
+    # multiplying by the mask is much faster than np.where, but spreads a non-finite upstream
+    finite = bool(np.isfinite(dy).all())
     for k, offset in enumerate(kernel_offsets(geometry.kernel)):
+        won = cache.argmax == k
         grad[offset_slices(offset, geometry.stride, geometry.dilation, geometry.out)] += (
-            np.where(cache.argmax == k, dy, zero))
+            dy * won if finite else np.where(won, dy, 0))
     return crop_spatial(grad, geometry.pads, cache.x_shape)
 
 
