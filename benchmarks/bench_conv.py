@@ -55,9 +55,10 @@ def _manual_chain(chain: Chain, x: np.ndarray, dy_last: np.ndarray,
     for (name, options), p in zip(chain, params, strict=True):
         x, cache, _ = LAYERS[name].forward((x,), p, {}, {}, training=True, **options)
         caches.append(cache)
-    grad = dy_last
+    grad: np.ndarray | None = dy_last
     for (name, _), cache in zip(reversed(chain), reversed(caches), strict=True):
-        (grad,), _ = LAYERS[name].backward(grad, cache)
+        (grad,), _ = LAYERS[name].backward(grad, cache)  # type: ignore[arg-type]
+    assert grad is not None
     return grad
 
 
