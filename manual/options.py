@@ -64,10 +64,11 @@ REDUCTION = Choice("mean", ("mean", "sum", "none"))
 
 @dataclass(frozen=True)
 class Int:
-    """An integer (never a bool), at least ``low``."""
+    """An integer (never a bool), at least ``low``; ``required`` is checked by the signature."""
 
     default: int | None
     low: int = 0
+    required: bool = False
 
     def check(self, value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -82,6 +83,7 @@ class Given:
     """A value whose check needs the input shapes: the layer's signature validates it."""
 
     default: object = None
+    required: bool = False
 
     def check(self, value: object) -> str | None:
         return None
