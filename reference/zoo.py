@@ -5,8 +5,8 @@ it: a registry entry replaced with ``dataclasses.replace(entry, backward=...)`` 
 :data:`manual.registry.ACTIVATIONS`/``LOSSES`` and ``OPS``, a layer in
 :data:`manual.layers.LAYERS`), or a method of the generic layer or of the graph executor
 (``Layer.backward``, ``Network.accumulate``). The engine's source is never edited.
-:func:`conformance_kill` and :func:`fuzz_kill` say whether the conformance suite and the fuzzer catch a mutant; a harness that lets one
-live is not testing what it claims to.
+:func:`conformance_kill` and :func:`fuzz_kill` say whether the conformance suite and the
+fuzzer catch a mutant; a harness that lets one live is not testing what it claims to.
 """
 
 from __future__ import annotations
