@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from manual.finite import array_problem
 from manual.spec import Spec, load_json
 
 
@@ -80,7 +81,14 @@ def make_data(spec: Spec, x_raw: object, y_raw: object) -> Data:
         raise ValueError(f"data.x: must have shape (N, {d}) (a batch of rows), got {x.shape}")
     if x.shape[0] == 0:
         raise ValueError("data.x: the batch is empty")
-    return Data(x.astype(spec.dtype), validate_target(spec, y_raw, x.shape[0]))
+    with np.errstate(over="ignore"):  # an overflowing cast is named just below
+        x, y = x.astype(spec.dtype), validate_target(spec, y_raw, x.shape[0])
+    for name, array in (("x", x), ("y", y)):
+        problem = array_problem(f"data.{name}", array, spec.dtype) if array.dtype.kind == "f" \
+            else None
+        if problem:
+            raise ValueError(problem)
+    return Data(x, y)
 
 
 def load_data(path: str | Path, spec: Spec) -> Data:

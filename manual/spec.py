@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from manual import init as initializers
-from manual.registry import ACTIVATIONS, LOSSES
+from manual import finite, jsonfile
+from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES
 
 DTYPES = ("float32", "float64")
 _TOP_FIELDS = {"name", "input_shape", "layers", "loss", "dtype", "seed"}
@@ -185,7 +186,11 @@ def _parse_layer(index: int, raw: object, in_features: int) -> LayerSpec:
         known = ", ".join(["linear", *ACTIVATIONS])
         raise ValueError(f"layers[{index}]: unknown layer type {kind!r} (known: {known})")
     given = {k: v for k, v in raw.items() if k != "type"}
-    return LayerSpec(kind, _check_options(where, ACTIVATIONS[kind].options, given))
+    options = _check_options(where, ACTIVATIONS[kind].options, given)
+    problem = ACTIVATIONS[kind].relations(options)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    return LayerSpec(kind, options)
 
 
 def _parse_loss(raw: object, layers: tuple[LayerSpec, ...]) -> LayerSpec:
@@ -196,13 +201,14 @@ def _parse_loss(raw: object, layers: tuple[LayerSpec, ...]) -> LayerSpec:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
     spec = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
-    if kind == "bce":
-        last = layers[-1].type if layers else "input"
-        low, high = ACTIVATIONS[last].output_range if last in ACTIVATIONS else (-math.inf,) * 2
-        if low < 0 or high > 1:
-            raise ValueError(f"loss (bce): needs probabilities in [0, 1], but the last layer "
-                             f"({last!r}) does not produce them; end with 'sigmoid' or use "
-                             f"'bce_with_logits'")
+    needs = LOSSES[kind].needs
+    low, high = INPUT_KINDS[needs]
+    last = layers[-1].type if layers else "input"
+    made = ACTIVATIONS[last].output_range if last in ACTIVATIONS else (-math.inf, math.inf)
+    if made[0] < low or made[1] > high:
+        bounds = f"[{low:g}, {high:g}]".replace("inf", "∞")
+        raise ValueError(f"loss ({kind}): needs {needs} in {bounds}, but the last layer "
+                         f"({last!r}) does not produce them; {LOSSES[kind].hint}")
     return spec
 
 
@@ -238,20 +244,14 @@ def parse_spec(raw: object) -> Spec:
         width = layer.options.get("out_features", width)
         layers.append(layer)
     loss = _parse_loss(raw["loss"], tuple(layers))
-    return Spec(tuple(shape), tuple(layers), loss, dtype, seed, name)
+    spec = Spec(tuple(shape), tuple(layers), loss, dtype, seed, name)
+    finite.check_spec(spec)  # finite as JSON is not finite in float32
+    return spec
 
 
 def load_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file; a missing or malformed file is a one-line ``ValueError``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(f"{what} {path}: cannot read it ({error.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {path}: not valid JSON (line {error.lineno}, column "
-                         f"{error.colno}: {error.msg})") from None
+    """Read a JSON file; every problem is a one-line ``ValueError`` (:mod:`manual.jsonfile`)."""
+    return jsonfile.load_json(path, what)
 
 
 def load_spec(path: str | Path) -> Spec:
