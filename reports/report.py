@@ -38,6 +38,7 @@ from reports.files import atomic_write, atomic_write_dir  # noqa: F401 - tests p
 from reports.sections import RunContext
 
 FORMAT = 1
+REPORT_FILES = ("index.html", "results.json")
 PROFILES = ("quick", "full")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _VERSIONED = ("numpy", "torch", "matplotlib", "jinja2")

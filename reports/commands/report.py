@@ -1,7 +1,7 @@
 """Run the default verification and write the HTML report and its data.
 
 Writes ``index.html`` (one self-contained page: no network, no fonts) and
-``results.json`` into the output folder, replacing both atomically. The same
+``results.json`` into the output folder, replacing the folder as one unit. The same
 seed and versions give byte-identical files. Exit 0 when every check passes,
 1 when any fails or a section cannot be drawn (the report is written either way),
 2 on bad input.
@@ -20,21 +20,36 @@ ORDER = 90
 DEFAULT_OUT = Path("out/report")
 
 
+def _section_keys() -> list[str]:
+    from reports.sections import discover
+
+    return [module.KEY for module in discover()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output folder (default: {DEFAULT_OUT})")
+                        help=f"output folder (default: {DEFAULT_OUT}); new, or one holding "
+                             f"only a previous report: it is replaced as a whole")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="quick (default, about a minute) or full (more seeds and cases)")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default: 0)")
     parser.add_argument("--section", action="append", metavar="KEY", dest="sections",
-                        help="run only this section (repeatable; default: all)")
+                        help=f"run only this section (repeatable; default: all): "
+                             f"{', '.join(_section_keys())}")
 
 
 def run(args: argparse.Namespace) -> int:
     from reports import report
+    from reports.files import output_dir
+    from reports.inputs import limit_threads
 
     if args.seed < 0:
         raise ValueError(f"--seed: must be non-negative, got {args.seed}")
+    if str(args.out) == "-":
+        raise ValueError("--out: the report is a folder (index.html and results.json), "
+                         "so - (standard output) cannot hold it")
+    output_dir(args.out, allowed=report.REPORT_FILES, create_parents=args.out == DEFAULT_OUT)
+    limit_threads()
     start = time.perf_counter()
     results, problems = report.run(args.out, args.profile, args.seed, only=args.sections)
     summary = results["summary"]
@@ -51,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_table(summary: dict) -> str:
     """Per section: checks passed and failed; per dtype: the worst error and the headroom."""
+    from reports.report import fmt
+
     lines = [f"{'section':<16} {'passed':>7} {'failed':>7}  status"]
     for key, entry in summary["sections"].items():
         lines.append(f"{key:<16} {entry['passed']:>7} {entry['failed']:>7}  {entry['status']}")
     lines.append(f"{'dtype':<16} {'worst rel err':>14} {'err/tol':>8} {'headroom':>9}")
-    for dtype, entry in summary["by_dtype"].items():
-        lines.append(f"{dtype:<16} {entry['max_rel_error']:>14.3g} "
-                     f"{entry['tolerance_ratio']:>8.3g} {entry['headroom']:>8.3g}x")
+    for dtype, entry in summary["by_dtype"].items():  # stored values may be "inf" strings
+        lines.append(f"{dtype:<16} {fmt(entry['max_rel_error']):>14} "
+                     f"{fmt(entry['tolerance_ratio']):>8} {fmt(entry['headroom']):>8}x")
     return "\n".join(lines)
