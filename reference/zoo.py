@@ -328,7 +328,7 @@ def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from reference.fuzz import fails
+    from reference.fuzz import fails, fixed_constants
     from reference.strategies import fuzz_cases
 
     # No explain phase: it re-runs the shrunk case many times to annotate it, which
@@ -336,7 +336,7 @@ def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
     budget = settings(max_examples=max_examples, derandomize=True, database=None,
                       deadline=None, suppress_health_check=list(HealthCheck),
                       phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,))
-    with mutant.inject():
+    with mutant.inject(), fixed_constants():
         try:
             return find(fuzz_cases(include=mutant.ops), fails, settings=budget)
         except NoSuchExample:
