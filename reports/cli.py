@@ -17,6 +17,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from reports import commands
 
@@ -29,6 +30,12 @@ TRACEBACK_VARIABLE = "BACKPROP_HARNESS_TRACEBACK"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse swallows OSError here, so --help into /dev/full would exit 0 having
+        # written nothing; let main() report it instead.
+        if message:
+            (file or sys.stderr).write(message)
 
 
 def _commands() -> list[ModuleType]:

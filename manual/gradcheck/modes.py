@@ -56,7 +56,7 @@ def default_eps(mode: str) -> float:
 
 def check_step(mode: str, eps: float | None) -> str:
     """Refuse (``ValueError``) a step outside :data:`STEP_RANGE`; return a warning ('' if none)
-    when a central-difference step is far from the balanced :math:`\epsilon^{1/3}`."""
+    when a central-difference step is far from the balanced eps_mach^(1/3)."""
     h = default_eps(mode) if eps is None else float(eps)
     if not (np.isfinite(h) and h > 0):
         raise ValueError(f"eps: must be a positive finite number, got {eps!r}")
