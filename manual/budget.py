@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from manual.spec import Spec
 
 DEFAULT_BUDGET = 4 * 2**30  # 4 GiB; ``--max-memory`` raises it
-PARAMETER_COPIES = 6  # manual params + grads, torch params + grads, the shared initial copy, one spare
+# manual params + grads, torch params + grads, the shared initial copy, one spare
+PARAMETER_COPIES = 6
 ACTIVATION_COPIES = 8  # outputs, caches and upstream gradients in both engines
 _ITEM = {"float32": 4, "float64": 8}
 

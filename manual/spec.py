@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manual import init as initializers
 from manual import finite, jsonfile
+from manual import init as initializers
 from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES
 
 DTYPES = ("float32", "float64")

@@ -67,7 +67,7 @@ def compare_arrays(
     return TensorComparison(
         max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
         tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
-        passed=bool(ratio.max() <= 1.0), **({"problem": problem} if problem else {}), **base,
+        passed=bool(ratio.max() <= 1.0), problem=problem, **base,
     )
 
 

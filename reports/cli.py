@@ -10,6 +10,7 @@ stderr, no traceback: a closed pipe, a full disk, a permission, memory), 130 on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -71,19 +72,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _say(message: str) -> None:
-    try:
+    with contextlib.suppress(OSError, ValueError):  # stderr gone: nothing left to tell
         print(f"backprop-harness: {message}", file=sys.stderr, flush=True)
-    except (OSError, ValueError):  # stderr itself is gone: nothing left to tell
-        pass
 
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's final flush of unwritable output
     does not print 'Exception ignored' after our one line."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

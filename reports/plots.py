@@ -89,8 +89,8 @@ def ratio_dots(
 ) -> str:
     """One row per label, one marker per series, on a log x-axis with the limit at 1.
 
-    Exact zeros are drawn at :data:`FLOOR` (labelled 'exact', never 0 on a log axis); non-finite values at the right
-    edge, as red crosses; ``None`` values are left out.
+    Exact zeros are drawn at :data:`FLOOR` (labelled 'exact': never 0 on a log axis);
+    non-finite values at the right edge, as red crosses; ``None`` values are left out.
     """
     with style():
         height = 0.9 + 0.19 * len(labels)

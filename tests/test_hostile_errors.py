@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hostile import SEED, refused, run, write
 
 import reports.inputs
 from reports import cli
-
-from hostile import SEED, refused, run, write
 
 # A real process is needed only where the fault is in the file descriptors themselves.
 GRADCHECK = [sys.executable, "-m", "reports", "gradcheck", *SEED]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hostile import SEED, SEED_DATA, SEED_SPEC, edited, mlp, refused, run, write
 
 import manual
 from manual import budget, jsonfile
@@ -18,8 +19,6 @@ from reference.compare import compare_arrays
 from reference.fuzz import CampaignRecord
 from reference.matrix import network_data, network_spec
 from reports import report
-
-from hostile import SEED, SEED_DATA, SEED_SPEC, edited, mlp, refused, run, write
 
 # -- bounded reading and sizes -------------------------------------------------------------
 
@@ -103,8 +102,10 @@ def test_ctrl_c_writes_the_partial_campaign(capsys, tmp_path: Path,
 # -- JSON ------------------------------------------------------------------------------------
 
 BAD_JSON = [
-    ("duplicate top key", b'{"input_shape": [2], "input_shape": [3]}', "'input_shape' appears twice"),
-    ("duplicate layer key", b'{"layers": [{"type": "relu", "type": "tanh"}]}', "'type' appears twice"),
+    ("duplicate top key", b'{"input_shape": [2], "input_shape": [3]}',
+     "'input_shape' appears twice"),
+    ("duplicate layer key", b'{"layers": [{"type": "relu", "type": "tanh"}]}',
+     "'type' appears twice"),
     ("invalid utf-8", b'{"name": "\xff\xfe"}', "not UTF-8 text (byte 10"),
     ("NaN literal", b'{"x": [[NaN]]}', "NaN is not JSON"),
     ("Infinity literal", b'{"x": [[-Infinity]]}', "-Infinity is not JSON"),

@@ -8,12 +8,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from hostile import refused, run
 
 from reports import files
 from reports.commands import experiment, fuzz
 from reports.commands import report as report_command
-
-from hostile import refused, run
 
 
 @pytest.fixture

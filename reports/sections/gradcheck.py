@@ -163,7 +163,8 @@ def count_scaling(sizes: Sequence[tuple[int, int]], loop: bool = True,
 
 def last_benchmark(path: Path | None = None) -> dict[str, Any] | None:
     """The wall-clock figures of ``benchmarks/bench_gradcheck.py`` (``path``, by default the
-    latest run :data:`LATEST` when present, else the committed :data:`BENCHMARK`), read verbatim (``None`` when the file is absent), so that the
+    latest run :data:`LATEST` when present, else the committed :data:`BENCHMARK`), read
+    verbatim (``None`` when the file is absent), so that the
     report itself never times anything."""
     name = BENCHMARK_NAME
     if path is None:
