@@ -1,14 +1,15 @@
 r"""How much memory a spec will take, estimated from its shapes before anything is allocated.
 
 A hidden width of :math:`10^9` asks for gigabytes the moment the parameters are drawn; this
-module says so first. The estimate counts elements from the shapes alone,
+module says so first. The estimate counts elements from the node signatures alone (the
+spec's parser has inferred every shape, and a slot is a shape, not an array yet),
 
 .. math::
-    P = \sum_{\text{linear}} (d_{in} d_{out} + d_{out}), \qquad
-    A = N \Big(D + \sum_i w_i\Big),
+    P = \sum_{\text{nodes}} \sum_{s \in \text{params, state}} |s|, \qquad
+    A = N \Big(\sum_{\text{inputs}} |x| + \sum_{\text{nodes}} \sum_{\text{outputs}} |y|\Big),
 
-(parameters :math:`P`; activations :math:`A` for a batch of :math:`N` rows of :math:`D`
-features, :math:`w_i` the width layer :math:`i` outputs) and turns them into bytes with
+(:math:`|\cdot|` the number of elements of a per-sample shape; parameters and state buffers
+:math:`P`; activations :math:`A` for a batch of :math:`N`) and turns them into bytes with
 :data:`PARAMETER_COPIES` and :data:`ACTIVATION_COPIES` copies of the dtype's item size: each
 engine holds parameters and gradients (and the harness a pristine copy), outputs, caches and
 upstream gradients. It is a bound to refuse absurd specs with, not a measurement.
@@ -16,6 +17,7 @@ upstream gradients. It is a bound to refuse absurd specs with, not a measurement
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,15 +39,14 @@ class Estimate:
 
 
 def estimate(spec: Spec, batch: int = 1) -> Estimate:
-    """Elements and bytes ``spec`` needs for a batch of ``batch`` rows (from the shapes only)."""
-    width, parameters, activations = spec.input_shape[0], 0, spec.input_shape[0]
-    for layer, out in zip(spec.layers, spec.widths, strict=True):
-        if layer.type == "linear":
-            bias = 0 if layer.options.get("bias", True) is False else out
-            parameters += width * out + bias
-        activations += out
-        width = out
-    activations *= batch
+    """Elements and bytes ``spec`` needs for a batch of ``batch`` samples (from the shapes)."""
+    parameters = sum(math.prod(slot.shape) for node in spec.nodes
+                     for slot in (*node.signature.params.values(),
+                                  *node.signature.state.values()))
+    per_sample = sum(math.prod(item.shape) for item in spec.inputs) + sum(
+        math.prod(shape) for node in spec.nodes
+        for shape in (node.signature.outputs.values() or (node.shape,)))
+    activations = batch * per_sample
     item = _ITEM.get(spec.dtype, 8)
     total = item * (PARAMETER_COPIES * parameters + ACTIVATION_COPIES * activations)
     return Estimate(parameters, activations, total)

@@ -74,19 +74,20 @@ def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
     """
     if not all(t.passed for t in record.tensors if t.name.startswith("forward")):
         return ""
-    values = {t.name: (np.asarray(t.manual, dtype=np.float64), np.asarray(t.reference,
-              dtype=np.float64)) for t in record.tensors if t.name.startswith("forward: layers")}
-    for i, layer in enumerate(spec.layers):
-        op = ACTIVATIONS.get(layer.type)
-        if op is None or i == 0:
+    values = {(t.node or t.name.removeprefix("forward: ")): (
+        np.asarray(t.manual, dtype=np.float64), np.asarray(t.reference, dtype=np.float64))
+        for t in record.tensors if t.name.startswith("forward: ") and t.name != "forward: loss"}
+    for node in spec.nodes:
+        op = ACTIVATIONS.get(node.type)
+        if op is None or node.inputs[0] not in values:  # a graph input: both engines alike
             continue
-        m, r = values[f"forward: layers.{i - 1}"]
-        if _straddles(m, r, op.kinks(layer.options)):
-            return f"layers.{i} ({layer.type})"
+        m, r = values[node.inputs[0]]
+        if _straddles(m, r, op.kinks(node.options)):
+            return f"{node.name} ({node.type})"
     loss = LOSSES[spec.loss.type]
     kinks = loss.kinks(spec.loss.options)
-    if kinks and spec.layers:
-        m, r = values[f"forward: layers.{len(spec.layers) - 1}"]
+    if kinks and spec.output in values:
+        m, r = values[spec.output]
         if m.shape == data.y.shape:
             m, r = m - data.y, r - data.y
         if _straddles(m, r, kinks):
