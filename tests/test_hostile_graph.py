@@ -21,7 +21,7 @@ def graph(nodes: list[dict[str, Any]], loss: dict[str, Any], output: str | None 
     return spec | ({"output": output} if output else {})
 
 
-LINEAR = {"name": "lin", "type": "linear", "inputs": ["x"], "out_features": 3}
+LINEAR: dict[str, Any] = {"name": "lin", "type": "linear", "inputs": ["x"], "out_features": 3}
 
 
 def refusal(spec: dict[str, Any]) -> str:
