@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from manual.finite import array_problem
 from manual.spec import Spec, load_json
 
 
@@ -81,6 +82,16 @@ def validate_target(spec: Spec, y_raw: object, n: int) -> NDArray[Any]:
     return y.astype(spec.dtype)
 
 
+def _cast(array: NDArray[Any], name: str, dtype: str) -> NDArray[Any]:
+    """``array`` in ``dtype``; a value finite as given but not in ``dtype`` is refused."""
+    with np.errstate(over="ignore"):  # an overflowing cast is named just below
+        cast = array.astype(dtype)
+    problem = array_problem(name, cast, dtype)
+    if problem:
+        raise ValueError(problem)
+    return cast
+
+
 def _graph_input(spec: Spec, index: int, raw: object, field_name: str, n: int | None
                  ) -> NDArray[Any]:
     item = spec.inputs[index]
@@ -98,7 +109,7 @@ def _graph_input(spec: Spec, index: int, raw: object, field_name: str, n: int | 
             raise ValueError(f"data.{field_name}: input {item.name!r} holds indices: "
                              f"non-negative integers")
         return x.astype(np.int64)
-    return x.astype(spec.dtype)
+    return _cast(x, f"data.{field_name}", spec.dtype)
 
 
 def make_data(spec: Spec, x_raw: object, y_raw: object,
@@ -114,7 +125,9 @@ def make_data(spec: Spec, x_raw: object, y_raw: object,
         raise ValueError(f"data: missing input {missing[0]!r}")
     rest = {item.name: _graph_input(spec, index, others[item.name], item.name, x.shape[0])
             for index, item in enumerate(spec.inputs) if index}
-    return Data(x, validate_target(spec, y_raw, x.shape[0]), rest)
+    with np.errstate(over="ignore"):  # an overflowing cast is named by _cast
+        y = validate_target(spec, y_raw, x.shape[0])
+    return Data(x, y if y.dtype.kind != "f" else _cast(y, "data.y", spec.dtype), rest)
 
 
 def load_data(path: str | Path, spec: Spec) -> Data:

@@ -26,12 +26,15 @@ from reference.run import Run, run_manual, run_torch
 
 
 def compare_arrays(
-    name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True
+    name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True,
+    *, equal_nan: bool = False,
 ) -> TensorComparison:
     """Compare the manual engine's array ``got`` with the reference ``want``.
 
     Shape, then dtype, then values with ``|got - want| <= atol + rtol * |want|``
-    (NaN matches NaN, an infinity matches the same infinity).
+    (an infinity matches the same infinity). As in ``torch.testing.assert_close``, NaN
+    matches nothing, not even NaN, unless the caller expects it (``equal_nan=True``): NaN
+    on both sides is then its own verdict, a failure whose ``problem`` says so.
     """
     got, want = np.asarray(got), np.asarray(want)
     rtol, atol = tolerance.rtol, tolerance.atol
@@ -53,17 +56,23 @@ def compare_arrays(
         return TensorComparison(max_abs_error=0.0, max_rel_error=0.0, tolerance_ratio=0.0,
                                 worst_index=[], passed=True, **base)
     g, w = got.astype(np.float64), want.astype(np.float64)
-    same = (g == w) | (np.isnan(g) & np.isnan(w))
+    both_nan = np.isnan(g) & np.isnan(w)
+    same = (g == w) | (both_nan if equal_nan else False)
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error = np.where(np.isnan(error), np.inf, error)
         relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        relative = np.where(np.isnan(relative), np.inf, relative)
         ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    if not equal_nan and both_nan.any():
+        at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
+        problem = (f"NaN in both engines ({int(both_nan.sum())} of {both_nan.size} elements, "
+                   f"first at {at}): a non-finite result, not an agreement")
     return TensorComparison(
         max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
         tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
-        passed=bool(ratio.max() <= 1.0), **base,
+        passed=bool(ratio.max() <= 1.0), problem=problem, **base,
     )
 
 

@@ -144,8 +144,17 @@ def judge(
     max_kinked = float(kinked.max()) if kinked.size else 0.0
     band = np.where(refined, ACCEPTABLE, GOOD)
     wrong = bool(np.any(judged & (rel > band)))
+    problem = ""
+    if judged.any() and not np.any(n[judged]) and np.any(a[judged]):
+        # f(x + h) == f(x - h) everywhere: the step was lost in rounding, or the function
+        # does not depend on this tensor. Either way the check saw nothing: never "good".
+        problem = "the numerical gradient is zero everywhere but the analytic one is not"
+        resolvable = float(np.max(np.abs(a[judged]))) > float(np.min(noise, initial=np.inf))
+        wrong = wrong or resolvable
     if wrong:
         verdict = "wrong"
+    elif problem:
+        verdict = "acceptable"
     elif np.any(kinked > ACCEPTABLE):
         verdict = "kink"
     elif np.any(kinked > GOOD) or np.any(refined & (rel > GOOD)):
@@ -160,7 +169,7 @@ def judge(
         if np.size(noise) else 0.0,
         kinks_crossed=int(crossed.sum()), max_rel_error_kinked=max_kinked,
         kink_indices=[locate(int(i)) for i in np.flatnonzero(crossed)[:MAX_KINK_INDICES]],
-        verdict=verdict, passed=not wrong, refined=int(refined.sum()),
+        verdict=verdict, passed=not wrong, refined=int(refined.sum()), problem=problem,
     )
 
 
