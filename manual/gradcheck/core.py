@@ -166,10 +166,10 @@ class FunctionEvaluator:
         self.f, self.batched, self.kinks, self.chunk = f, batched, kinks, chunk
         self.inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self.grads = {k: np.asarray(grads[k], dtype=np.float64) for k in inputs}
-        for k, v in self.inputs.items():
-            if self.grads[k].shape != v.shape:
-                raise ValueError(f"grads[{k!r}]: shape {self.grads[k].shape} does not match the "
-                                 f"input's {v.shape}")
+        # A wrong-shaped gradient is a wrong answer, not bad input: its tensor is judged wrong.
+        self._problems = {
+            k: f"analytic gradient of shape {self.grads[k].shape}, the input's is {v.shape}"
+            for k, v in self.inputs.items() if self.grads[k].shape != v.shape}
         self.names = list(self.inputs)
         self._scale = abs(complex(self._call(self.inputs))) if scale is None else scale
 
@@ -177,7 +177,7 @@ class FunctionEvaluator:
         return self.inputs[name]
 
     def problem(self, name: str) -> str:
-        return ""
+        return self._problems.get(name, "")
 
     def analytic(self, name: str) -> Array:
         return self.grads[name]
