@@ -85,8 +85,9 @@ def compare_named(
 
 def _shape_message(name: str, got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> str:
     plain = f"shape {got.shape} != reference {want.shape}"
-    try:
-        broadcasts = np.broadcast_shapes(got.shape, want.shape) == want.shape
+    try:  # (1, D) against (D,): arithmetic with it would silently broadcast
+        np.broadcast_shapes(got.shape, want.shape)
+        broadcasts = True
     except ValueError:
         broadcasts = False
     if not broadcasts or got.size != want.size:

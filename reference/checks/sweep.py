@@ -63,7 +63,10 @@ class LayerResult:
         smallest = self.smallest_failure()
         if smallest is None:
             return f"{self.subject}: all {total} cases agree with PyTorch{skipped}"
-        counts = Counter(t.name for _, r in self.failures for t in r.failures)
+        # Per tensor, how many cases it fails in ("state: v (step 2)" counts as "state: v").
+        counts = Counter(name for _, r in self.failures
+                         for name in dict.fromkeys(t.name.split(" (step ")[0]
+                                                   for t in r.failures))
         where = ", ".join(f"{name} in {n}" for name, n in counts.most_common(4))
         case, record = smallest
         worst = record.failures[0]
@@ -207,10 +210,10 @@ def layer_cases(forward: Callable[..., Any], backward: Callable[..., Any], **kwa
     cs.expand(sweep, dtypes, (), check.symbols)  # validates the space
 
     @hst.composite
-    def draw(data: Any) -> Check:
-        dtype = data.draw(hst.sampled_from(dtypes))
-        config = {k: data.draw(hst.sampled_from(list(v))) for k, v in sweep.items()}
-        special = data.draw(hst.sampled_from(["", *specials]))
+    def cases(draw: Any) -> Check:
+        dtype = draw(hst.sampled_from(dtypes))
+        config = {k: draw(hst.sampled_from(list(v))) for k, v in sweep.items()}
+        special = draw(hst.sampled_from(["", *specials]))
         sizes = {k: int(v) for k, v in config.items() if k in check.symbols}
         if special == "odd":
             sizes = {k: v | 1 for k, v in sizes.items()}
@@ -219,4 +222,4 @@ def layer_cases(forward: Callable[..., Any], backward: Callable[..., Any], **kwa
         overrides = {k: v for k, v in config.items() if k not in check.symbols}
         return Check(check, cs.Case(dtype, sizes, overrides, special))
 
-    return draw()
+    return cases()
