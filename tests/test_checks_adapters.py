@@ -202,7 +202,7 @@ def test_check_network_in_rows_layout_and_bad_names() -> None:
     bad = check_network(spec, data, {"backward: output": np.array([[-2 / a2]])})
     assert bad.notes == ["from backward: output on, every gradient is 2 x PyTorch's: one "
                          "factor applied once too often, or missing?"]
-    with pytest.raises(ValueError, match="mine: no tensor 'backward: layers.9'"):
+    with pytest.raises(ValueError, match=r"mine: no tensor 'backward: layers\.9'"):
         check_network(spec, data, {"backward: layers.9": 0})
     with pytest.raises(ValueError, match="layout: must be one of rows, columns"):
         check_network(spec, data, {}, layout="cols")

@@ -102,7 +102,7 @@ def _table(results: list[tuple[str, Any]]) -> str:
     bad = sum(not r.passed for _, r in results)
     lines.append(f"FAIL: {bad} of {len(results)} declared cases differ from PyTorch" if bad
                  else f"OK: all {len(results)} declared cases agree with PyTorch")
-    return "\n".join(lines + ["", *details] if details else lines)
+    return "\n".join([*lines, "", *details] if details else lines)
 
 
 def _write_report(out: Path, results: list[tuple[str, Any]]) -> None:
