@@ -349,9 +349,13 @@ def test_check_function_on_a_generic_function(batched: bool, mode: str) -> None:
     assert [t.name for t in record.failures] == ["w"]
 
 
-def test_check_function_rejects_a_gradient_of_the_wrong_shape() -> None:
-    with pytest.raises(ValueError, match=r"grads\['x'\]: shape"):
-        check_function(lambda d: np.sum(d["x"]), {"x": np.ones(3)}, {"x": np.ones(2)})
+def test_check_function_judges_a_gradient_of_the_wrong_shape_wrong() -> None:
+    """A wrong-shaped gradient is a wrong answer (as the network checker records it), not
+    bad input; the other tensors are still checked."""
+    record = check_function(lambda d: np.sum(d["x"]) + np.sum(d["y"]),
+                            {"x": np.ones(3), "y": np.ones(2)}, {"x": np.ones(2), "y": np.ones(2)})
+    assert [(t.name, t.verdict) for t in record.tensors] == [("x", "wrong"), ("y", "good")]
+    assert record.tensor("x").problem == "analytic gradient of shape (2,), the input's is (3,)"
 
 
 def test_losses_cover_every_registered_loss() -> None:
