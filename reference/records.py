@@ -41,6 +41,10 @@ class TensorComparison:
     problem: str = ""
     manual: Any = None
     reference: Any = None
+    stage: str = ""
+    node: str = ""
+    slot: str = ""
+    step: int | None = None
     mismatched: int = 0
 
     @classmethod
