@@ -1,5 +1,5 @@
 """Adapters for other conventions, each with a planted bug and its correct twin; the quick
-fixes to OpInfo, compare_op and check_function; check_network in rows layout."""
+fixes to OpInfo, compare_op and check_function; check_network in rows layout and on a graph."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from reference.checks import (
     from_object,
     from_scalar_autograd,
 )
-from reference.compare import compare_op
+from reference.checks.network import order
+from reference.compare import compare_op, run_tensors
+from reference.run import run_manual
 
 
 class Tanh:
@@ -206,6 +208,32 @@ def test_check_network_in_rows_layout_and_bad_names() -> None:
         check_network(spec, data, {"backward: layers.9": 0})
     with pytest.raises(ValueError, match="layout: must be one of rows, columns"):
         check_network(spec, data, {}, layout="cols")
+
+
+SKIP_GRAPH = {"inputs": {"x": {"shape": [3]}}, "loss": {"type": "mse"}, "seed": 4, "nodes": [
+    {"name": "fc", "type": "linear", "inputs": ["x"], "out_features": 3},
+    {"name": "act", "type": "tanh", "inputs": ["fc"]},
+    {"name": "skip", "type": "add", "inputs": ["act", "fc"]}]}
+
+
+def test_check_network_on_a_graph_takes_every_tensor_name_and_finds_a_wrong_edge() -> None:
+    """The user's values here are the manual engine's (a second implementation); a doubled
+    gradient along the skip edge is named by its edge."""
+    spec = manual.parse_spec(SKIP_GRAPH)
+    rng = np.random.default_rng(8)
+    data = manual.make_data(spec, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))
+    run = run_manual(spec, data)
+    mine = {key: value for key, (_, value, _) in run_tensors(spec, run).items()}
+    assert set(mine) == set(order(spec))
+    good = check_network(spec, data, mine)
+    assert good.passed, good.describe()
+    assert [t.name for t in good.tensors] == order(spec)
+    assert "backward: fc -> skip" in mine and "backward: fc.weight" in mine
+    edge = "backward: fc -> skip"
+    bad = check_network(spec, data, {**mine, edge: 2 * mine[edge]})
+    assert [t.name for t in bad.failures] == [edge]
+    assert bad.first_divergence is not None
+    assert bad.first_divergence.startswith(f"{edge}: ")
 
 
 def test_a_conv_in_ten_lines_with_f_conv2d() -> None:

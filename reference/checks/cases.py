@@ -10,15 +10,16 @@ A :class:`Case` is one dtype, one value for each symbolic size (``"H"`` in an in
 - ``batch1``: the first input's leading size (or the size ``N``) set to 1;
 - ``odd``: every symbolic size set to an odd value above its sweep.
 
-Every array comes from its own stream ``(seed, purpose, name)`` (purpose: ``inputs``,
-``dout``, ``step 2``, ``then``), so a case draws the same values in both dtypes, and
-changing one input's shape does not change another's values.
+Every array comes from its own named stream (:func:`manual.random.stream`): an input from
+``(seed, "data", name)``, its redraw for a later step of a state check from ``(seed, "data",
+"name@2")`` (or ``"name@then"``), the upstream gradient from ``(seed, "upstream", layer)``; so
+a case draws the same values in both dtypes, and changing one input's shape does not change
+another's values.
 """
 
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from manual.jsonable import encode
+from manual.random import stream
 
 VALUE_SPECIALS = ("kinks", "ties", "extreme")
 SHAPE_SPECIALS = ("batch1", "odd")
@@ -70,11 +72,6 @@ class Case:
         """JSON-safe: what the record's ``options`` say about the case."""
         return dict(encode({**self.sizes, **self.overrides,
                             **({"special": self.special} if self.special else {})}))
-
-
-def stream(seed: int, purpose: str, name: str) -> np.random.Generator:
-    """The random stream for one array (stable across runs and Python versions)."""
-    return np.random.default_rng([seed, zlib.crc32(purpose.encode()), zlib.crc32(name.encode())])
 
 
 def special_names(special: bool | str | Iterable[str] | None) -> tuple[str, ...]:
@@ -142,16 +139,17 @@ def resolve(shape: Shape, sizes: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(sizes[s] if isinstance(s, str) else int(s) for s in shape)
 
 
-def draw(name: str, spec: InputSpec, case: Case, *, seed: int, purpose: str, first: bool,
+def draw(name: str, spec: InputSpec, case: Case, *, seed: int, step: str, first: bool,
          kinks: Sequence[float], batch: int | None = None) -> np.ndarray:
     """One input of ``case``: given arrays as they are (floats cast), shapes drawn.
 
-    ``first`` marks the layer's data input, which the value specials change; ``batch``
-    replaces the leading size of a drawn array (for ``batch1``).
+    ``step`` (``""`` for the first call) names a later draw of a state check; ``first`` marks
+    the layer's data input, which the value specials change; ``batch`` replaces the leading
+    size of a drawn array (for ``batch1``).
     """
     if isinstance(spec, np.ndarray):
         return spec.astype(case.dtype) if spec.dtype.kind == "f" else spec.copy()
-    rng = stream(seed, purpose, name)
+    rng = stream(seed, "data", f"{name}@{step}" if step else name)
     if isinstance(spec, Labels):
         shape = resolve(spec.shape, case.sizes)
         if batch is not None and shape:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from manual.jsonable import encode
+from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES, Tolerance
 from reference import engine  # noqa: F401  (configures torch for reproducible comparisons)
 from reference.checks import cases as cs
@@ -88,9 +89,9 @@ class LayerCheck:
     def differentiable(self, arrays: Mapping[str, np.ndarray]) -> list[str]:
         return [n for n in self.names if arrays[n].dtype.kind == "f"]
 
-    def draw(self, case: cs.Case, purpose: str = "inputs",
+    def draw(self, case: cs.Case, step: str = "",
              only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """The arrays of ``case`` (``only`` some of them, for later steps)."""
+        """The arrays of ``case`` (redrawn for a later ``step``, ``only`` some of them)."""
         wanted = list(self.names if only is None else only)
         batch = None
         if case.special == "batch1" and cs.BATCH not in case.sizes:
@@ -107,7 +108,7 @@ class LayerCheck:
                 spec = self.inputs[name]
             same_batch = (name == self.first or (isinstance(spec, cs.Labels) and lead is not None
                           and cs.resolve(spec.shape, case.sizes)[:1] == (lead,)))
-            arrays[name] = cs.draw(name, spec, case, seed=self.seed, purpose=purpose,
+            arrays[name] = cs.draw(name, spec, case, seed=self.seed, step=step,
                                    first=name == self.first, kinks=self.kinks,
                                    batch=batch if same_batch else None)
         return arrays
@@ -166,7 +167,7 @@ class LayerCheck:
                       for n, a in arrays.items()}
         t_out = self.call_reference(reference, tensors_in, options)
         want = t_out.detach().numpy().copy()
-        dout = cs.stream(self.seed, "dout", self.name).standard_normal(want.shape)
+        dout = stream(self.seed, "upstream", self.name).standard_normal(want.shape)
         dout = dout.astype(case.dtype)
         t_out.backward(torch.from_numpy(dout.copy()))
         want_grads = {n: self._reference_grad(reference, tensors_in, n) for n in diff}

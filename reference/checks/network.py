@@ -1,11 +1,13 @@
 r"""``check_network``: a user's own network, value by value, against the spec's PyTorch mirror.
 
 The user runs their own code with the spec's weights and hands in whatever they computed, by
-the harness's tensor names::
+the harness's tensor names (:func:`reference.compare.run_tensors`; a chain's nodes are
+``layers.{i}``)::
 
-    forward: layers.{i}    the output of layer i          forward: loss
-    backward: output       dL/d(network output)           backward: layers.{i}  dL/d(output i)
-    backward: input        dL/dx                          backward: layers.{i}.weight, .bias
+    forward: layers.{i}    the output of node i           forward: loss
+    state: {node}.{buffer} a buffer after the forward     backward: output  dL/d(network output)
+    backward: layers.{i}   dL/d(output i)                 backward: input   dL/dx
+    backward: layers.{i}.weight, .bias                    backward: {ref} -> {node}  an edge
 
 The record names the first wrong one in the order backprop computes them, with both values
 at its worst element. When the first wrong gradient and every later one are PyTorch's times
@@ -24,15 +26,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 import manual
 from manual.data import Data
 from manual.spec import Spec
-from reference import engine
 from reference.checks.diagnose import compare_named, constant_factor
-from reference.compare import default_dloss, spec_tolerance
+from reference.compare import _edge_name, grad_name, run_tensors, spec_tolerance
+from reference.names import TensorName
 from reference.records import ComparisonRecord
+from reference.run import run_torch
 
 LAYOUTS = ("rows", "columns")
 _DERIVATIVES: Mapping[str, tuple[str, Callable[[float], float]]] = {
@@ -42,35 +44,38 @@ _DERIVATIVES: Mapping[str, tuple[str, Callable[[float], float]]] = {
 
 
 def _reference_values(spec: Spec, data: Data, params: Mapping[str, np.ndarray],
-                      dloss: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Every tensor of one torch pass, by name: the one place this module drives an engine
-    (to be rewired to ``reference.run.run_torch``)."""
-    net = engine.build(spec, params)
-    if dloss is None:
-        with torch.no_grad():
-            outputs = net(torch.from_numpy(data.x.copy()))
-            top = outputs[-1] if outputs else torch.from_numpy(data.x.copy())
-            loss = net.loss_fn(top, torch.from_numpy(data.y), **net.loss_options)
-        dloss = default_dloss(spec, tuple(loss.shape))
-    run = engine.run(net, data.x, data.y, dloss)
-    values = {f"forward: layers.{i}": out for i, out in enumerate(run.outputs)}
-    values["forward: loss"] = run.loss
-    values["backward: output"] = run.loss_grad
-    values |= {f"backward: layers.{i}": up for i, up in enumerate(run.upstream)}
-    values["backward: input"] = run.input_grad
-    values |= {f"backward: {name}": grad for name, grad in run.grads.items()}
-    return values
+                      dloss: np.ndarray | None) -> dict[str, tuple[np.ndarray, str]]:
+    """Every tensor of one torch pass by printed name, with its pass (``forward`` or
+    ``backward``): the one place this module drives an engine. Noise (a dropout mask) is the
+    harness's own draw, as in ``compare_network``."""
+    run = run_torch(spec, data, params=params, dloss=dloss,
+                    noise=manual.draw_noise(spec, len(data.x)))
+    return {key: (np.asarray(value), stage)
+            for key, (_, value, stage) in run_tensors(spec, run).items() if value is not None}
 
 
 def order(spec: Spec) -> list[str]:
-    """Tensor names in the order a forward then a backward pass computes them."""
-    n = len(spec.layers)
-    names = [f"forward: layers.{i}" for i in range(n)] + ["forward: loss", "backward: output"]
-    for i in range(n - 1, -1, -1):
-        if i < n - 1:
-            names.append(f"backward: layers.{i}")
-        names += [f"backward: layers.{i}.weight", f"backward: layers.{i}.bias"]
-    return [*names, "backward: input"]
+    """Tensor names in the order a forward then a backward pass computes them.
+
+    Forward: each node's outputs and state in topological order, then the loss. Backward:
+    the gradient at the output, then each node in reverse order (the gradient at its output,
+    its parameter gradients, what it sent back along a shared input edge), then the inputs.
+    """
+    names: list[TensorName | str] = []
+    for node in spec.nodes:
+        names += [TensorName("forward", node.name)]
+        names += [TensorName("forward", f"{node.name}.{o}")
+                  for o in list(node.signature.outputs)[1:]]
+        names += [TensorName("state", node.name, k) for k in node.signature.state]
+    names += ["forward: loss", grad_name(spec, spec.output)]
+    shared = spec.shared()
+    for node in reversed(spec.nodes):
+        if node.name != spec.output:
+            names.append(grad_name(spec, node.name))
+        names += [TensorName("backward", node.name, k) for k in node.signature.params]
+        names += [_edge_name(spec, node, j) for j, ref in enumerate(node.inputs) if ref in shared]
+    names += [grad_name(spec, i.name) for i in spec.inputs if i.kind == "real"]
+    return [str(name) for name in names]
 
 
 def _in_layout(name: str, value: Any, want: np.ndarray, layout: str) -> Any:
@@ -86,13 +91,13 @@ def _in_layout(name: str, value: Any, want: np.ndarray, layout: str) -> Any:
 
 def _factor_note(spec: Spec, values: Mapping[str, np.ndarray], first: str, c: float) -> str:
     note = f"from {first} on, every gradient is {c:.3g} x PyTorch's"
-    for i, layer in enumerate(spec.layers):
-        if layer.type in _DERIVATIVES:
-            a = values[f"forward: layers.{i}"]
-            formula, derivative = _DERIVATIVES[layer.type]
+    for node in spec.nodes:
+        if node.type in _DERIVATIVES:
+            a = values[f"forward: {node.name}"]
+            formula, derivative = _DERIVATIVES[node.type]
             if a.size == 1 and abs(derivative(float(a.reshape(()))) - c) <= 1e-3 * abs(c):
-                return (f"{note} (= {formula} = {layer.type}' at layers.{i}, a = "
-                        f"{float(a.reshape(())):.4g}): a factor {layer.type}' applied twice?")
+                return (f"{note} (= {formula} = {node.type}' at {node.name}, a = "
+                        f"{float(a.reshape(())):.4g}): a factor {node.type}' applied twice?")
     return note + ": one factor applied once too often, or missing?"
 
 
@@ -110,15 +115,17 @@ def check_network(
     if layout not in LAYOUTS:
         raise ValueError(f"layout: must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     start = dict(manual.initial_parameters(spec) if params is None else params)
-    values = _reference_values(spec, data, start, dloss)
+    reference = _reference_values(spec, data, start, dloss)
+    values = {name: value for name, (value, _) in reference.items()}
     unknown = sorted(set(mine) - set(values))
     if unknown:
         raise ValueError(f"mine: no tensor {unknown[0]!r} in this spec; names: "
                          f"{', '.join(n for n in order(spec) if n in values)}")
-    tolerance = spec_tolerance(spec)
+    tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
     names = [n for n in order(spec) if n in mine]
     got = {n: _in_layout(n, mine[n], values[n], layout) for n in names}
-    tensors = [compare_named(n, got[n], values[n], tolerance, keep_values) for n in names]
+    tensors = [compare_named(n, got[n], values[n], tolerances[reference[n][1]], keep_values)
+               for n in names]
     failing = [t.name for t in tensors if not t.passed]
     notes = []
     if failing:
@@ -131,7 +138,8 @@ def check_network(
     divergence = None if worst is None else f"{worst.name}: {worst.problem}"
     return ComparisonRecord(
         subject=spec.name or "network", kind="network", dtype=spec.dtype, seed=spec.seed,
-        passed=worst is None, first_divergence=divergence, tolerance_reason=tolerance.reason,
+        passed=worst is None, first_divergence=divergence,
+        tolerance_reason="; ".join(sorted({t.reason for t in tolerances.values()})),
         tensors=tensors, spec=spec.to_dict(), options={"layout": layout}, notes=notes,
     )
 

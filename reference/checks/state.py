@@ -118,7 +118,7 @@ def run_steps(check: LayerCheck, case: Case, reference: Any, options: dict[str, 
     for step in range(1, check.steps + 1):
         if step > 1:
             before = _snapshot(check, reference)
-            arrays = {**check.draw(case), **check.draw(case, f"step {step}", data)}
+            arrays = {**check.draw(case), **check.draw(case, str(step), data)}
             _, _, raised = _both_forward(check, reference, arrays, options)
             if raised:
                 tensors += [_failed(f"state: {key} (step {step})", np.zeros(0), tolerance,
