@@ -166,10 +166,6 @@ class FunctionEvaluator:
         self.f, self.batched, self.kinks, self.chunk = f, batched, kinks, chunk
         self.inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self.grads = {k: np.asarray(grads[k], dtype=np.float64) for k in inputs}
-        # A wrong-shaped gradient is a wrong answer, not bad input: its tensor is judged wrong.
-        self._problems = {
-            k: f"analytic gradient of shape {self.grads[k].shape}, the input's is {v.shape}"
-            for k, v in self.inputs.items() if self.grads[k].shape != v.shape}
         self.names = list(self.inputs)
         self._scale = abs(complex(self._call(self.inputs))) if scale is None else scale
 
@@ -177,7 +173,12 @@ class FunctionEvaluator:
         return self.inputs[name]
 
     def problem(self, name: str) -> str:
-        return self._problems.get(name, "")
+        # A wrong-shaped gradient is a wrong answer, not bad input: its tensor is judged wrong
+        # (in the network evaluators' words).
+        got, want = self.grads[name].shape, self.inputs[name].shape
+        if got != want:
+            return f"the analytic gradient has shape {got}, the tensor has shape {want}"
+        return ""
 
     def analytic(self, name: str) -> Array:
         return self.grads[name]
