@@ -2,10 +2,11 @@
 
 Each activation and loss is one frozen :class:`OpInfo`: how the manual engine
 computes it, which PyTorch callable mirrors it (a dotted name, so that this
-module never imports torch), its options, the inputs it is defined on, its
-kinks and any tolerance override with the reason for it. Conformance tests,
-strategies, gradient checks and reports iterate :data:`ACTIVATIONS` and
-:data:`LOSSES`; adding an op is one entry here plus its forward/backward pair.
+module never imports torch; a user's own op may give the callable itself), its
+options, the inputs it is defined on, its kinks and any tolerance override with
+the reason for it. Conformance tests, strategies, gradient checks and reports
+iterate :data:`ACTIVATIONS` and :data:`LOSSES`; adding an op is one entry here
+plus its forward/backward pair.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class OpInfo:
     name: str
     forward: Callable[..., Any]
     backward: Callable[..., Any]
-    torch: str
+    torch: str | Callable[..., Any]
     options: Mapping[str, Option] = field(default_factory=dict)
     variants: tuple[Options, ...] = ({},)
     domain: tuple[float, float] = (-4.0, 4.0)

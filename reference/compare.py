@@ -72,8 +72,33 @@ def compare_arrays(
     return TensorComparison(
         max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
         tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
-        passed=bool(ratio.max() <= 1.0), problem=problem, **base,
+        passed=bool(ratio.max() <= 1.0), problem=problem,
+        mismatched=int(np.count_nonzero(ratio > 1.0)), **base,
     )
+
+
+def cast_options(options: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """``options`` with every floating array (also inside dicts) cast to ``dtype``."""
+    def cast(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            return value.astype(dtype)
+        if isinstance(value, dict):
+            return {k: cast(v) for k, v in value.items()}
+        return value
+
+    return {name: cast(value) for name, value in options.items()}
+
+
+def torch_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every array (also inside dicts) as a tensor, for the torch side."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value.copy())
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return {name: convert(value) for name, value in options.items()}
 
 
 def spec_tolerance(spec: Spec, stage: str = "forward") -> Tolerance:
@@ -218,7 +243,8 @@ def compare_op(
     unless it is given.
     """
     op = OPS[op] if isinstance(op, str) else op
-    options = dict(options or {})
+    options = cast_options(options or {}, dtype)
+    reference_options = torch_options(options)
     rng = np.random.default_rng(seed)
     if x is None:
         x = sampling.op_input(op, shape, rng, dtype)
@@ -232,11 +258,11 @@ def compare_op(
         if target is None:
             target = sampling.target(kind, shape, rng, dtype, options)
         y, cache = op.forward(x.copy(), target, **options)
-        ty = fn(tx, torch.from_numpy(target.copy()), **options)
+        ty = fn(tx, torch.from_numpy(target.copy()), **reference_options)
     else:
         kind = ""
         y, cache = op.forward(x.copy(), **options)
-        ty = fn(tx, **options)
+        ty = fn(tx, **reference_options)
     if dy is None:
         dy = rng.standard_normal(np.shape(y)).astype(dtype)
     dx = op.backward(dy.copy(), cache)
@@ -248,9 +274,10 @@ def compare_op(
     ]
     passed = all(t.passed for t in tensors)
     divergence = None if passed else next(t.name for t in tensors if not t.passed)
+    own = op.name not in OPS  # a user's op is not "an activation"
     return ComparisonRecord(
-        subject=op.name, kind=op.kind, dtype=dtype, seed=seed, passed=passed,
-        first_divergence=divergence,
+        subject=op.name, kind=("loss" if op.targets else "op") if own else op.kind,
+        dtype=dtype, seed=seed, passed=passed, first_divergence=divergence,
         tolerance_reason="; ".join(sorted({forward.reason, backward.reason})), tensors=tensors,
         options={**options, **({"target": kind} if kind else {})},
     )

@@ -23,12 +23,19 @@ torch.use_deterministic_algorithms(True)
 
 
 def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
-    """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable."""
-    module_name, _, attribute = op.torch.rpartition(".")
-    function = getattr(importlib.import_module(module_name), attribute)
+    """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable.
+
+    A user's op may give the callable itself. The input is positional-only, so that an
+    option may be called ``x``.
+    """
+    if callable(op.torch):
+        function = op.torch
+    else:
+        module_name, _, attribute = op.torch.rpartition(".")
+        function = getattr(importlib.import_module(module_name), attribute)
     fixed = dict(op.torch_kwargs)  # arguments the manual engine fixes
 
-    def call(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def call(x: torch.Tensor, /, *args: Any, **kwargs: Any) -> torch.Tensor:
         with warnings.catch_warnings():
             # kl_div warns that 'mean' will change meaning; we test today's meaning.
             warnings.filterwarnings("ignore", message="reduction: 'mean' divides")

@@ -79,7 +79,8 @@ class Evaluator(Protocol):
 
 class Analytic:
     """The half of the Evaluator protocol that every evaluator shares: the analytic
-    gradients ``grads`` it computed once, and the loss scale ``scale``."""
+    gradients ``grads`` it computed once, and the loss scale ``scale``. A wrong-shaped gradient
+    is a wrong answer, not bad input: its tensor is judged wrong."""
 
     grads: dict[str, Array]
     scale: float
@@ -176,7 +177,7 @@ def judge(
 KinkTest = Callable[[str, Array, Array], NDArray[np.bool_]]
 
 
-class FunctionEvaluator:
+class FunctionEvaluator(Analytic):
     """Perturbed evaluations of a scalar function ``f(inputs) -> float`` of named arrays.
 
     With ``batched=True``, ``f`` is called with the perturbed input stacked along a new leading
@@ -198,24 +199,11 @@ class FunctionEvaluator:
         self.f, self.batched, self.kinks, self.chunk = f, batched, kinks, chunk
         self.inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self.grads = {k: np.asarray(grads[k], dtype=np.float64) for k in inputs}
-        for k, v in self.inputs.items():
-            if self.grads[k].shape != v.shape:
-                raise ValueError(f"grads[{k!r}]: shape {self.grads[k].shape} does not match the "
-                                 f"input's {v.shape}")
         self.names = list(self.inputs)
-        self._scale = abs(complex(self._call(self.inputs))) if scale is None else scale
+        self.scale = abs(complex(self._call(self.inputs))) if scale is None else scale
 
     def value(self, name: str) -> Array:
         return self.inputs[name]
-
-    def problem(self, name: str) -> str:
-        return ""
-
-    def analytic(self, name: str) -> Array:
-        return self.grads[name]
-
-    def loss_scale(self) -> float:
-        return self._scale
 
     def _call(self, inputs: Mapping[str, Any]) -> Any:
         return self.f(dict(inputs))
