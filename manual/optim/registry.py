@@ -139,7 +139,8 @@ _ENTRIES = (
         "adamw", steps.adamw, "torch.optim.AdamW",
         {"lr": _lr(1e-3), **_ADAM_OPTIONS, "weight_decay": Real(1e-2, low=0.0)},
         ({"lr": 0.01}, {"lr": 0.01, "weight_decay": 0.1},
-         {"lr": 0.01, "amsgrad": True, "maximize": True}),
+         {"lr": 0.01, "amsgrad": True, "maximize": True},
+         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-4}),
         _ADAM_STATE,
     ),
     OptimInfo(
@@ -147,7 +148,7 @@ _ENTRIES = (
         {"lr": _lr(1e-2), "alpha": Real(0.99, low=0.0), "eps": Real(1e-8, low=0.0),
          "weight_decay": _NONNEG, "momentum": _NONNEG, "centered": Flag(False),
          "maximize": _MAXIMIZE},
-        ({}, {"centered": True}, {"momentum": 0.9}, {"eps": 1e-3, "alpha": 0.9},
+        ({}, {"centered": True}, {"momentum": 0.9}, {"lr": 0.05, "eps": 1e-3, "alpha": 0.9},
          {"centered": True, "momentum": 0.5, "weight_decay": 0.1, "maximize": True}),
         MappingProxyType({"step": "step", "square_avg": "square_avg",
                           "momentum_buffer": "momentum_buffer", "grad_avg": "grad_avg"}),
