@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 import manual
 from manual.clip import clip_grad_norm
@@ -127,7 +128,7 @@ def _torch_pass(net: engine.TorchNetwork, x: Array, y: Array | None = None) -> A
     return engine.run(net, x, y, np.asarray(1.0, dtype=x.dtype)).loss
 
 
-def targets(spec: Spec, labels: Array) -> Array:
+def targets(spec: Spec, labels: NDArray[Any]) -> NDArray[Any]:
     """Class indices as the spec's loss wants them (one column of 0/1 for binary losses)."""
     if spec.loss.type in _BINARY_LOSSES:
         return labels.astype(spec.dtype)[:, None]
@@ -151,7 +152,7 @@ def check_fit(spec: Spec, data: Dataset) -> None:
                          f"{', '.join(_CLASS_LOSSES + _BINARY_LOSSES)}), got {loss!r}")
 
 
-def accuracy(spec: Spec, output: Array, labels: Array) -> float:
+def accuracy(spec: Spec, output: Array, labels: NDArray[Any]) -> float:
     if spec.loss.type in _BINARY_LOSSES:
         threshold = 0.5 if spec.loss.type == "bce" else 0.0
         predicted = (output[:, 0] > threshold).astype(np.int64)
@@ -267,9 +268,8 @@ def train_lockstep(
                 for name, value in torch_params.items()):
             first_divergence = k
         if shadow is not None and shadow_opt is not None:
-            _torch_pass(shadow, xb.astype(np.float64), targets(spec, data.y_train[rows]
-                                                                ).astype(np.float64)
-                        if spec.loss.type in _BINARY_LOSSES else yb)
+            y64 = yb.astype(np.float64) if yb.dtype.kind == "f" else yb
+            _torch_pass(shadow, xb.astype(np.float64), y64)
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(shadow.parameters(), clip, foreach=False)
             shadow_opt.step()
