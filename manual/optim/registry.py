@@ -189,7 +189,7 @@ class ScheduleInfo:
         return _check(f"schedule {self.name}", self.options, given)
 
     def rates(self, base_lr: float, count: int, options: Options) -> list[float]:
-        return schedules.rates(self.name, base_lr, count, **options)
+        return schedules.rates(self.next_lr, base_lr, count, **options)
 
 
 _SCHEDULE_ENTRIES = (

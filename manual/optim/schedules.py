@@ -76,9 +76,9 @@ SCHEDULES: dict[str, NextLr] = {"step": step, "exponential": exponential, "cosin
                                 "linear": linear}
 
 
-def rates(name: str, base_lr: float, count: int, **options: Any) -> list[float]:
-    """The rate in force for each of the first ``count`` optimizer steps."""
-    next_lr = SCHEDULES[name]
+def rates(schedule: str | NextLr, base_lr: float, count: int, **options: Any) -> list[float]:
+    """The rate in force for each of the first ``count`` optimizer steps (by name or function)."""
+    next_lr = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
     out, lr = [], base_lr
     for epoch in range(count):
         lr = next_lr(lr, base_lr, epoch, **options)
