@@ -28,4 +28,4 @@ def test_the_seed_section_shows_the_update() -> None:
     from reports.sections import seed_example
 
     data = seed_example.collect(None)
-    assert data is not None and len(data["update"]) == 4
+    assert data is not None and len(data["sgd_step"]) == 4

@@ -50,7 +50,7 @@ def collect(context: Any) -> dict[str, Any] | None:
         "tensors": len(tensors),
         "first_divergence": record.first_divergence,
         "figures": rows,
-        "update": _update(),
+        "sgd_step": _update(),
         "passed": sum(bool(r["engines_agree"]) for r in rows),
         "failed": sum(not r["engines_agree"] for r in rows),
         "as_printed": sum(bool(r["agrees"]) for r in rows),
