@@ -60,3 +60,33 @@ class Flag:
 Option = Real | Choice | Flag
 
 REDUCTION = Choice("mean", ("mean", "sum", "none"))
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer (never a bool), at least ``low``; ``required`` is checked by the signature."""
+
+    default: int | None
+    low: int = 0
+    required: bool = False
+
+    def check(self, value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, got {value!r}"
+        if value < self.low:
+            return f"must be at least {self.low}, got {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Given:
+    """A value whose check needs the input shapes: the layer's signature validates it."""
+
+    default: object = None
+    required: bool = False
+
+    def check(self, value: object) -> str | None:
+        return None
+
+
+LayerOption = Real | Choice | Flag | Int | Given

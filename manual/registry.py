@@ -54,7 +54,12 @@ class OpInfo:
     loss, its input); ``output_range`` is the interval an activation maps into
     (so that ``bce`` can demand probabilities); ``targets`` names the target
     kinds a loss accepts (``()`` for activations); ``kinks`` gives, for the
-    options in force, the points where the derivative jumps.
+    options in force, the points where the derivative jumps. ``tolerances`` is
+    keyed by dtype (both passes) or ``"<dtype>:forward"`` / ``"<dtype>:backward"``
+    (one pass), each override with its reason. ``structure`` is ``elementwise`` or
+    ``rowwise`` (mixes the feature axis, as softmax): what the gradient check may
+    assume. ``torch_kwargs`` are arguments the manual engine fixes and PyTorch needs
+    spelled out.
     """
 
     name: str
@@ -69,6 +74,8 @@ class OpInfo:
     kinks: Callable[[Options], tuple[float, ...]] = no_kinks
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     complex_step: bool = False
+    structure: str = "elementwise"
+    torch_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -77,8 +84,12 @@ class OpInfo:
     def defaults(self) -> dict[str, Any]:
         return {name: option.default for name, option in self.options.items()}
 
-    def tolerance(self, dtype: str) -> Tolerance:
-        return self.tolerances.get(dtype, DEFAULT_TOLERANCES[dtype])
+    def tolerance(self, dtype: str, stage: str = "forward") -> Tolerance:
+        """The override for ``dtype`` and ``stage`` (``"float32:backward"`` beats ``"float32"``)."""
+        for key in (f"{dtype}:{stage}", dtype):
+            if key in self.tolerances:
+                return self.tolerances[key]
+        return DEFAULT_TOLERANCES[dtype]
 
 
 def _pair(module: Any, name: str) -> dict[str, Any]:
@@ -148,10 +159,12 @@ _ACTIVATIONS = [
     _activation(
         "logsigmoid", sm, F + "logsigmoid", output_range=(-math.inf, 0), complex_step=True
     ),
-    # Both act on the feature axis (dim=-1): rows are samples.
-    _activation("softmax", sx, F + "softmax", output_range=(0, 1), complex_step=True),
+    # Both act on the feature axis (dim=-1): rows are samples. PyTorch needs dim spelled out.
+    _activation("softmax", sx, F + "softmax", output_range=(0, 1), complex_step=True,
+                structure="rowwise", torch_kwargs={"dim": -1}),
     _activation(
-        "log_softmax", sx, F + "log_softmax", output_range=(-math.inf, 0), complex_step=True
+        "log_softmax", sx, F + "log_softmax", output_range=(-math.inf, 0), complex_step=True,
+        structure="rowwise", torch_kwargs={"dim": -1},
     ),
 ]
 

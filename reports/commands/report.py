@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from manual.jsonable import decode_float
+
 NAME = "report"
 HELP = "run the verification and write index.html + results.json"
 ORDER = 90
@@ -56,6 +58,8 @@ def summary_table(summary: dict) -> str:
         lines.append(f"{key:<16} {entry['passed']:>7} {entry['failed']:>7}  {entry['status']}")
     lines.append(f"{'dtype':<16} {'worst rel err':>14} {'err/tol':>8} {'headroom':>9}")
     for dtype, entry in summary["by_dtype"].items():
-        lines.append(f"{dtype:<16} {entry['max_rel_error']:>14.3g} "
-                     f"{entry['tolerance_ratio']:>8.3g} {entry['headroom']:>8.3g}x")
+        # Non-finite figures are stored as the strings "inf"/"nan" (records stay valid JSON).
+        worst, ratio, headroom = (decode_float(entry[k]) for k in
+                                  ("max_rel_error", "tolerance_ratio", "headroom"))
+        lines.append(f"{dtype:<16} {worst:>14.3g} {ratio:>8.3g} {headroom:>8.3g}x")
     return "\n".join(lines)

@@ -1,0 +1,124 @@
+r"""What the harness knows about one layer type: :class:`LayerInfo`, beside the ops' OpInfo.
+
+A layer is a node of the graph spec. Its entry gives the pure forward/backward pair, the
+dotted name of the PyTorch builder that mirrors it (so that ``manual`` never imports torch),
+its options, and a *signature*: given the options and the per-sample shapes of its inputs,
+the per-sample output shape and the slots it owns (parameters, state buffers, noise), each
+with its default initialisation and its PyTorch attribute name. Parsing, both engines'
+builders, the strategies and the gradient check all read the signature, so a layer's shape
+rules are written once.
+
+The pair's convention (every entry):
+
+.. code-block:: text
+
+    forward(inputs, params, state, noise, *, training, **options) -> (y, cache, new_state)
+    backward(dy, cache) -> (dinputs, dparams)
+
+``inputs`` is a tuple of arrays with the batch first; ``dinputs`` has one entry per input
+(``None`` for an index input); ``dparams`` has the keys of ``params``. Both are pure:
+``new_state`` is a new dict (empty when the layer has no state) and nothing given is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from manual.options import LayerOption
+from manual.registry import DEFAULT_TOLERANCES, OpInfo, Tolerance
+
+Shape = tuple[int, ...]
+Array = NDArray[Any]
+Init = Callable[[np.random.Generator, Shape], NDArray[Any]]
+Structure = Literal["affine", "elementwise", "rowwise", "general"]
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A parameter, state buffer or noise input of one layer.
+
+    ``init(rng, shape)`` draws its starting values in float64 (for noise, ``shape`` has the
+    batch in front); ``torch`` is the attribute of the PyTorch module it maps to;
+    ``dtype`` is ``""`` for the spec's float dtype, or a fixed one (``"int64"``).
+    """
+
+    shape: Shape
+    init: Init
+    torch: str = ""
+    dtype: str = ""
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A node's per-sample output shape and the slots it owns, for its options and inputs.
+
+    A layer with several outputs (an LSTM's ``output``, ``h_n``, ``c_n``) names them in
+    ``outputs`` (name -> per-sample shape, in the order its forward returns them as a tuple);
+    ``shape`` is then the first one's. Its backward receives a tuple of upstream gradients,
+    one per output (zeros for an output nothing consumed). Other nodes refer to an output as
+    ``<node>.<output>``; ``<node>`` alone is the first.
+    """
+
+    shape: Shape
+    outputs: Mapping[str, Shape] = field(default_factory=dict)
+    params: Mapping[str, Slot] = field(default_factory=dict)
+    state: Mapping[str, Slot] = field(default_factory=dict)
+    noise: Mapping[str, Slot] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One configuration to check a layer alone on: options and its inputs (batch first)."""
+
+    options: Mapping[str, Any]
+    inputs: tuple[Array, ...]
+    name: str = ""
+
+
+Forward = Callable[..., tuple[Any, Any, dict[str, Array]]]
+Backward = Callable[[Array, Any], tuple[tuple[Array | None, ...], dict[str, Array]]]
+SignatureFn = Callable[[Mapping[str, Any], tuple[Shape, ...]], Signature]
+Samples = Callable[[np.random.Generator, str], Iterator[Sample]]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Everything the harness knows about one layer type.
+
+    ``structure`` tells the gradient check and the strategies what they may assume:
+    ``affine`` (a matrix product over the last axis), ``elementwise``, ``rowwise`` (mixes the
+    last axis only) or ``general``. ``rows_independent`` is False when samples of a batch
+    interact (batch norm in train mode). ``input_kind`` is ``"index"`` for layers that read
+    integer inputs (embedding). An activation's entry points at its ``op``, which keeps its
+    domain, kinks, variants, tolerances and complex-step flag.
+    """
+
+    name: str
+    forward: Forward
+    backward: Backward
+    torch: str
+    options: Mapping[str, LayerOption]
+    signature: SignatureFn
+    structure: Structure = "general"
+    rows_independent: bool = True
+    train_eval_differ: bool = False
+    input_kind: Literal["real", "index"] = "real"
+    samples: Samples | None = None
+    op: OpInfo | None = None
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+
+    def tolerance(self, dtype: str, stage: str = "forward") -> Tolerance:
+        """The override for ``dtype`` (``"float32:backward"`` beats ``"float32"``), or the op's."""
+        for key in (f"{dtype}:{stage}", dtype):
+            if key in self.tolerances:
+                return self.tolerances[key]
+        if self.op is not None:
+            return self.op.tolerance(dtype, stage)
+        return DEFAULT_TOLERANCES[dtype]
