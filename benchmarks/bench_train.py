@@ -1,9 +1,11 @@
 """One epoch of digits training (Adam, batch 32) in each engine, in the same run.
 
 Both engines train the same MLP from the same parameters on the same mini-batches: the
-manual engine as a plain loop (build, forward, loss, backward, :func:`manual.optim.adam`
-on every parameter), PyTorch as its idiomatic loop (``zero_grad``, forward, loss,
-``backward``, ``torch.optim.Adam(foreach=False)``). Epochs alternate between the engines;
+manual engine as a plain loop (``zero_grad``, forward, loss, backward,
+:func:`manual.optim.adam` on every parameter), PyTorch as its idiomatic loop on the mirror
+(``zero_grad``, forward, loss, ``backward``, ``torch.optim.Adam(foreach=False)``). The
+loops drive the networks directly rather than through :mod:`reference.run`, whose copies
+and retained gradients would be timed as the engines' cost. Epochs alternate between the engines;
 the script prints the median epoch time of each and the ratio manual / torch.
 Run: ``.venv/bin/python benchmarks/bench_train.py [--repeats R] [--threads N]``.
 It prints OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which slow numpy's OpenBLAS where set.
@@ -22,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 import manual
 from manual.optim import adam
-from reference import engine
+from reference import mirror
 from reference.datasets import load_dataset
 from reference.matrix import mlp_spec
 from reference.training import batches
@@ -34,25 +36,30 @@ LR = 1e-3
 
 def manual_epoch(spec: manual.Spec, params: dict, x: np.ndarray, y: np.ndarray,
                  order: list[np.ndarray]) -> None:
+    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    weights = net.named_parameters()
     states: dict = {name: {} for name in params}
     for rows in order:
-        net = manual.build(spec, params)
+        net.zero_grad()
         net.loss(net.forward(x[rows]), y[rows])
         net.backward()
         grads = net.named_grads()
-        for name in params:
-            params[name], states[name] = adam(params[name], grads[name], states[name], lr=LR)
+        for name, weight in weights.items():
+            weight[...], states[name] = adam(weight, grads[name], states[name], lr=LR)
 
 
 def torch_epoch(spec: manual.Spec, params: dict, x: np.ndarray, y: np.ndarray,
                 order: list[np.ndarray]) -> None:
-    net = engine.build(spec, params)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LR, foreach=False)
+    net = mirror.build(spec, params)
+    optimizer = torch.optim.Adam(list(net.named_slots("params").values()), lr=LR,
+                                 foreach=False)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    name = spec.inputs[0].name
     for rows in order:
         index = torch.from_numpy(rows)
         optimizer.zero_grad()
-        loss = net.loss_fn(net(tx[index])[-1], ty[index])
+        values, _ = net({name: tx[index]})
+        loss = net.loss_fn(values[spec.output], ty[index], **net.loss_options)
         loss.backward()
         optimizer.step()
 

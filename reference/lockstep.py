@@ -11,7 +11,6 @@ Whole training runs in lockstep are in :mod:`reference.training`.
 from __future__ import annotations
 
 import importlib
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from manual.numerics import Array
 from manual.optim.registry import OPTIMIZERS, SCHEDULES, OptimInfo, ScheduleInfo
+from manual.random import stream
 from manual.registry import Tolerance
 from reference.compare import compare_arrays
 from reference.records import ComparisonRecord, TensorComparison
@@ -29,12 +29,6 @@ PARAM_SHAPES: Mapping[str, tuple[int, ...]] = {
     "layers.0.weight": (5, 4), "layers.0.bias": (5,),
     "layers.2.weight": (3, 5), "layers.2.bias": (3,),
 }
-
-
-def stream(seed: int, purpose: str, *names: object) -> np.random.Generator:
-    """A random stream named by ``(seed, purpose, names...)``, independent of call order."""
-    keys = [zlib.crc32(str(part).encode()) for part in (purpose, *names)]
-    return np.random.default_rng([seed, *keys])
 
 
 def optimizer_info(optimizer: str | OptimInfo) -> OptimInfo:
@@ -97,6 +91,10 @@ def compare_state(prefix: str, info: OptimInfo, manual_state: Mapping[str, Array
     return out
 
 
+def _normal(seed: int, what: str, shape: tuple[int, ...], dtype: str) -> Array:
+    return stream(seed, "optim", what).standard_normal(shape).astype(dtype)
+
+
 def compare_optimizer(
     optimizer: str | OptimInfo,
     options: Mapping[str, Any] | None = None,
@@ -111,7 +109,8 @@ def compare_optimizer(
     """``steps`` steps of ``optimizer`` in both engines from the same parameters and gradients.
 
     Parameters (:data:`PARAM_SHAPES`) and each step's gradients are standard normal draws
-    from named streams. Under ``schedule`` the manual rates come from the registry's
+    from named streams (:func:`manual.random.stream`, purpose ``optim``: ``param <name>``,
+    ``grad <name>@<step>``). Under ``schedule`` the manual rates come from the registry's
     recursion and torch's from its scheduler, stepped after each optimizer step; the
     rate is compared too. Every tensor of every step is in the record, in order.
     """
@@ -120,7 +119,7 @@ def compare_optimizer(
     sched = schedule_info(schedule)
     sched_options = sched.check_options(schedule_options or {}) if sched else {}
     tolerance = info.tolerance(dtype)
-    params = {name: stream(seed, "param", name).standard_normal(shape).astype(dtype)
+    params = {name: _normal(seed, f"param {name}", shape, dtype)
               for name, shape in PARAM_SHAPES.items()}
     tensors = {name: torch.nn.Parameter(torch.from_numpy(p.copy())) for name, p in
                params.items()}
@@ -131,7 +130,7 @@ def compare_optimizer(
     states: dict[str, Mapping[str, Array]] = {name: {} for name in params}
     results: list[TensorComparison] = []
     for k in range(1, steps + 1):
-        grads = {name: stream(seed, "grad", k, name).standard_normal(p.shape).astype(dtype)
+        grads = {name: _normal(seed, f"grad {name}@{k}", p.shape, dtype)
                  for name, p in params.items()}
         if sched is not None:
             torch_lr = np.asarray(reference.param_groups[0]["lr"])

@@ -12,8 +12,11 @@ A float32 run can carry a float64 shadow: PyTorch in float64 from the float32 ru
 initial values and data, so that its difference measures how far float32 arithmetic
 itself has drifted from (nearly) exact arithmetic.
 
-Each engine is driven through one private function (:func:`_manual_pass`,
-:func:`_torch_pass`), the only places that build or run a network here.
+Each engine is driven through :mod:`reference.run` (``run_manual`` / ``run_torch`` on one
+persistent network per engine, so that state buffers carry over from step to step) from one
+private function each (:func:`_manual_pass`, :func:`_torch_pass`). A spec with noise (a
+dropout mask) gets step ``k``'s from :func:`manual.draw_noise` (``step=k``), the same for
+both engines.
 """
 
 from __future__ import annotations
@@ -29,20 +32,17 @@ from numpy.typing import NDArray
 
 import manual
 from manual.clip import clip_grad_norm
+from manual.data import Data
 from manual.numerics import Array
+from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES
 from manual.spec import Spec, parse_spec
-from reference import engine
+from reference import mirror
 from reference.compare import compare_arrays
 from reference.datasets import Dataset
-from reference.lockstep import (
-    optimizer_info,
-    schedule_info,
-    stream,
-    torch_optimizer,
-    torch_scheduler,
-)
+from reference.lockstep import optimizer_info, schedule_info, torch_optimizer, torch_scheduler
 from reference.records import decode_float, decode_numbers, dumps
+from reference.run import run_manual, run_torch
 
 _CLASS_LOSSES = ("cross_entropy", "nll")
 _BINARY_LOSSES = ("bce", "bce_with_logits")
@@ -108,24 +108,25 @@ class TrainingRecord:
         return cls.from_dict(json.loads(text))
 
 
-def _manual_pass(spec: Spec, params: Mapping[str, Array], x: Array, y: Array | None = None
-                 ) -> tuple[Array, dict[str, Array]]:
-    """The manual engine on one batch: the output (``y`` None) or the loss and gradients."""
-    net = manual.build(spec, dict(params))
-    output = net.forward(x)
-    if y is None:
-        return output, {}
-    loss = net.loss(output, y)
-    net.backward(np.asarray(1.0, dtype=spec.dtype))
-    return loss, net.named_grads()
+def _manual_pass(spec: Spec, net: manual.Network, x: Array, y: Array,
+                 noise: Mapping[str, Array] | None = None) -> tuple[Array, Array, dict[str, Array]]:
+    """The manual engine on one batch: its output, loss and (fresh) parameter gradients."""
+    net.zero_grad()  # the network accumulates, as PyTorch's .grad does
+    run = run_manual(spec, Data(x, y), noise=noise, net=net)
+    return run.values[spec.output], run.loss, run.param_grads
 
 
-def _torch_pass(net: engine.TorchNetwork, x: Array, y: Array | None = None) -> Array:
-    """PyTorch on one batch: the output (``y`` None) or the loss, gradients left in ``.grad``."""
-    if y is None:
-        with torch.no_grad():
-            return net(torch.from_numpy(x))[-1].numpy()
-    return engine.run(net, x, y, np.asarray(1.0, dtype=x.dtype)).loss
+def _torch_pass(spec: Spec, net: mirror.TorchGraph, x: Array, y: Array,
+                noise: Mapping[str, Array] | None = None) -> tuple[Array, Array]:
+    """PyTorch on one batch: its output and loss, the gradients left in ``.grad``."""
+    run = run_torch(spec, Data(x, y), noise=noise, net=net)
+    return run.values[spec.output], run.loss
+
+
+def _load(net: manual.Network, params: Mapping[str, Array]) -> None:
+    """Write the optimizer's new values into the manual network's parameters."""
+    for name, value in net.named_parameters().items():
+        value[...] = params[name]
 
 
 def targets(spec: Spec, labels: NDArray[Any]) -> NDArray[Any]:
@@ -137,6 +138,9 @@ def targets(spec: Spec, labels: NDArray[Any]) -> NDArray[Any]:
 
 def check_fit(spec: Spec, data: Dataset) -> None:
     """The spec must take the data's features and end in one output per class (or 1)."""
+    if len(spec.inputs) != 1 or len(spec.input_shape) != 1:
+        raise ValueError(f"spec: training needs one graph input of (N, D) rows, got inputs "
+                         f"{[(i.name, list(i.shape)) for i in spec.inputs]}")
     if spec.input_shape[0] != data.features:
         raise ValueError(f"spec: input_shape is [{spec.input_shape[0]}], but dataset "
                          f"{data.name} has {data.features} features")
@@ -165,7 +169,7 @@ def batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndarr
     """``steps`` index batches: each epoch a fresh permutation, the last batch may be short."""
     done, epoch = 0, 0
     while done < steps:
-        order = stream(seed, "batches", epoch).permutation(n)
+        order = stream(seed, "shuffle", f"epoch {epoch}").permutation(n)
         for start in range(0, n, batch_size):
             if done == steps:
                 return
@@ -184,8 +188,8 @@ def _relative(a: Mapping[str, Array], b: Mapping[str, Any]) -> float:
     return worst
 
 
-def _numpy_params(net: torch.nn.Module) -> dict[str, Array]:
-    return {name: p.detach().numpy() for name, p in net.named_parameters()}
+def _numpy_params(net: mirror.TorchGraph) -> dict[str, Array]:
+    return {name: p.detach().numpy() for name, p in net.named_slots("params").items()}
 
 
 def train_lockstep(
@@ -230,14 +234,18 @@ def train_lockstep(
     y_train = targets(spec, data.y_train)
 
     params = dict(manual.initial_parameters(spec))
-    net = engine.build(spec, params)
-    reference = torch_optimizer(info, net.parameters(), options)
+    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    torch_net = mirror.build(spec, params)
+    torch_slots = list(torch_net.named_slots("params").values())
+    reference = torch_optimizer(info, torch_slots, options)
     scheduler = torch_scheduler(sched, reference, sched_options) if sched else None
-    shadow = shadow_opt = shadow_sched = None
+    spec64 = shadow = shadow_opt = shadow_sched = None
+    shadow_slots: list[torch.Tensor] = []
     if float64_shadow and spec.dtype != "float64":
         spec64 = parse_spec({**spec.to_dict(), "dtype": "float64"})
-        shadow = engine.build(spec64, {k: v.astype(np.float64) for k, v in params.items()})
-        shadow_opt = torch_optimizer(info, shadow.parameters(), options)
+        shadow = mirror.build(spec64, {k: v.astype(np.float64) for k, v in params.items()})
+        shadow_slots = list(shadow.named_slots("params").values())
+        shadow_opt = torch_optimizer(info, shadow_slots, options)
         shadow_sched = torch_scheduler(sched, shadow_opt, sched_options) if sched else None
     base_lr = float(options.get("lr", info.options["lr"].default))
     rates = sched.rates(base_lr, steps, sched_options) if sched else [base_lr] * steps
@@ -247,19 +255,21 @@ def train_lockstep(
     first_divergence = None
     for k, rows in enumerate(batches(n, batch_size, steps, seed), start=1):
         xb, yb = data.x_train[rows], y_train[rows]
-        loss, grads = _manual_pass(spec, params, xb, yb)
-        torch_loss = _torch_pass(net, xb, yb)
+        noise = manual.draw_noise(spec, len(rows), step=k)
+        _, loss, grads = _manual_pass(spec, net, xb, yb, noise)
+        _, torch_loss = _torch_pass(spec, torch_net, xb, yb, noise)
         if clip is not None:
             clip_grad_norm(grads, clip)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip, foreach=False)
+            torch.nn.utils.clip_grad_norm_(torch_slots, clip, foreach=False)
         step_options = {**options, "lr": rates[k - 1]}
         for name in params:
             params[name], states[name] = info.step(params[name], grads[name], states[name],
                                                    **step_options)
+        _load(net, params)
         reference.step()
         if scheduler is not None:
             scheduler.step()
-        torch_params = _numpy_params(net)
+        torch_params = _numpy_params(torch_net)
         loss_manual.append(float(loss))
         loss_torch.append(float(torch_loss))
         diffs.append(_relative(params, torch_params))
@@ -267,11 +277,12 @@ def train_lockstep(
                 compare_arrays(name, params[name], value, tolerance, False).passed
                 for name, value in torch_params.items()):
             first_divergence = k
-        if shadow is not None and shadow_opt is not None:
+        if shadow is not None and shadow_opt is not None and spec64 is not None:
             y64 = yb.astype(np.float64) if yb.dtype.kind == "f" else yb
-            _torch_pass(shadow, xb.astype(np.float64), y64)
+            _torch_pass(spec64, shadow, xb.astype(np.float64), y64,
+                        manual.draw_noise(spec64, len(rows), step=k))
             if clip is not None:
-                torch.nn.utils.clip_grad_norm_(shadow.parameters(), clip, foreach=False)
+                torch.nn.utils.clip_grad_norm_(shadow_slots, clip, foreach=False)
             shadow_opt.step()
             if shadow_sched is not None:
                 shadow_sched.step()
@@ -279,9 +290,16 @@ def train_lockstep(
         if progress is not None:
             progress(1)
 
-    def accuracies(predict: Callable[[Array], Array]) -> dict[str, float | None]:
-        test = accuracy(spec, predict(data.x_test), data.y_test) if len(data.y_test) else None
-        return {"train": accuracy(spec, predict(data.x_train), data.y_train), "test": test}
+    # Accuracy in eval mode (no dropout, running statistics), as a trained net is used.
+    net.eval()
+    torch_net.eval()
+
+    def accuracies(predict: Callable[[Array, Array], Array]) -> dict[str, float | None]:
+        def on(x: Array, labels: NDArray[Any]) -> float:
+            return accuracy(spec, predict(x, targets(spec, labels)), labels)
+
+        test = on(data.x_test, data.y_test) if len(data.y_test) else None
+        return {"train": on(data.x_train, data.y_train), "test": test}
 
     return TrainingRecord(
         subject=spec.name or "network", dataset=data.name, optimizer=info.name,
@@ -290,8 +308,8 @@ def train_lockstep(
         epochs=steps / per_epoch, loss_manual=loss_manual, loss_torch=loss_torch,
         param_diff=diffs, first_divergence_step=first_divergence, rtol=tolerance.rtol,
         atol=tolerance.atol,
-        accuracy={"manual": accuracies(lambda x: _manual_pass(spec, params, x)[0]),
-                  "torch": accuracies(lambda x: _torch_pass(net, x))},
+        accuracy={"manual": accuracies(lambda x, y: _manual_pass(spec, net, x, y)[0]),
+                  "torch": accuracies(lambda x, y: _torch_pass(spec, torch_net, x, y)[0])},
         spec=spec.to_dict(),
         schedule={"name": sched.name, **sched_options} if sched else None,
         float64_diff=shadow_diffs if shadow is not None else None, clip_grad_norm=clip,

@@ -17,7 +17,8 @@ import torch
 
 import manual
 from manual.optim import sgd
-from reference import engine
+from reference import mirror
+from reference.run import run_manual, run_torch
 from reports.seed_figures import _PRINTED, SEED_DATA, SEED_SPEC
 
 LR = 0.1
@@ -42,19 +43,17 @@ class UpdatedWeight:
 
 def _manual_step(spec: manual.Spec, data: manual.Data) -> dict[str, np.ndarray]:
     params = manual.initial_parameters(spec)
-    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
-    net.loss(net.forward(data.x.copy()), data.y)
-    net.backward()
-    grads = net.named_grads()
+    grads = run_manual(spec, data, params=params).param_grads
     return {name: sgd(p, grads[name], {}, lr=LR)[0] for name, p in params.items()}
 
 
 def _torch_step(spec: manual.Spec, data: manual.Data) -> dict[str, np.ndarray]:
-    net = engine.build(spec)
-    optimizer = torch.optim.SGD(net.parameters(), lr=LR, foreach=False)
-    engine.run(net, data.x, data.y, np.asarray(1.0))
+    net = mirror.build(spec)
+    slots = net.named_slots("params")
+    optimizer = torch.optim.SGD(list(slots.values()), lr=LR, foreach=False)
+    run_torch(spec, data, net=net)
     optimizer.step()
-    return {name: p.detach().numpy() for name, p in net.named_parameters()}
+    return {name: p.detach().numpy() for name, p in slots.items()}
 
 
 def seed_update() -> list[UpdatedWeight]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from manual.optim import OPTIMIZERS, adam
+from manual.spec import parse_spec
 from reference.datasets import LOADERS, load_dataset
 from reference.matrix import mlp_spec
 from reference.training import TrainingRecord, train_lockstep
@@ -96,6 +97,11 @@ def test_spec_must_fit_the_dataset(digits) -> None:
         train_lockstep(mlp_spec([64, 3], "relu", "cross_entropy"), digits, "sgd", steps=1)
     with pytest.raises(ValueError, match="either steps or epochs"):
         train_lockstep(_digits_spec("float64"), digits, "sgd")
+    images = parse_spec({"input_shape": [1, 8, 8], "layers": [
+        {"type": "flatten"}, {"type": "linear", "out_features": 10}],
+        "loss": {"type": "cross_entropy"}})
+    with pytest.raises(ValueError, match=r"one graph input of \(N, D\) rows.*\[1, 8, 8\]"):
+        train_lockstep(images, digits, "sgd", steps=1)
 
 
 @pytest.mark.parametrize(("name", "rows", "features", "classes"), [
