@@ -44,8 +44,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import manual
 from manual.gradcheck import check_network
 from manual.gradcheck.core import NOISE_ULPS
+from reports.experiments.gradcheck_cost import (
+    fit_slope,
+    mlp_data,
+    mlp_spec,
+    parameter_count,
+    seed_loop,
+)
 from reports.files import atomic_write
-from reports.sections.gradcheck import fit_slope, mlp_data, mlp_spec, parameter_count, seed_loop
 
 SIZES = ((16, 32), (24, 48), (32, 64), (48, 96), (64, 128))
 # A run writes under out/ (untracked); the report shows the latest run from there, else the

@@ -13,6 +13,7 @@ import manual
 from manual.gradcheck import GOOD, NetworkEvaluator
 from manual.layers import LAYERS
 from reports import report
+from reports.experiments import gradcheck_cost as cost
 from reports.sections import RunContext
 from reports.sections import gradcheck as section
 
@@ -68,11 +69,11 @@ def test_scaling_counts_operations_and_fits_a_slope_per_series(record: Any) -> N
     assert set(scaling["slopes"]) == {"backward", "forward", "full", "seed_loop"}
     for (features, hidden), p in zip(SMALL, points, strict=True):
         weights = features * hidden + hidden * hidden + hidden * 10
-        assert p["forward"] == section.BATCH * weights
-        assert p["backward"] == 2 * section.BATCH * weights  # G W and G^T X per layer
+        assert p["forward"] == cost.BATCH * weights
+        assert p["backward"] == 2 * cost.BATCH * weights  # G W and G^T X per layer
         assert p["seed_loop_forwards"] == 2 * p["P"]
         assert p["seed_loop"] == p["seed_loop_forwards"] * p["forward"]
-        assert p["full_evaluations"] == 2 * (p["P"] + section.BATCH * features)
+        assert p["full_evaluations"] == 2 * (p["P"] + cost.BATCH * features)
         assert p["full_passed"] and 0 < p["full"] < p["seed_loop"]
         assert all(isinstance(p[k], int) for k in ("forward", "backward", "full", "seed_loop"))
 
@@ -87,8 +88,8 @@ def test_measured_slopes_show_linear_backprop_and_quadratic_numerical_gradients(
 
 def test_the_evaluator_counts_the_products_it_performs() -> None:
     # Perturbing an input element changes one row: each copy costs one row through every layer.
-    spec = section.mlp_spec(3, 5, classes=2)
-    data = section.mlp_data(spec, batch=4)
+    spec = cost.mlp_spec(3, 5, classes=2)
+    data = cost.mlp_data(spec, batch=4)
     evaluator = NetworkEvaluator(spec, data)
     assert evaluator.multiply_adds == 0
     evaluator.differences("input", 1e-6, flat=np.arange(data.x.size))
@@ -98,10 +99,10 @@ def test_the_evaluator_counts_the_products_it_performs() -> None:
 
 def test_the_counter_wraps_the_engine_and_puts_it_back() -> None:
     before = LAYERS["linear"]
-    spec = section.mlp_spec(3, 4, classes=2)
-    data = section.mlp_data(spec, batch=5)
+    spec = cost.mlp_spec(3, 4, classes=2)
+    data = cost.mlp_data(spec, batch=5)
     net = manual.build(spec)
-    with section.LinearCounter().installed() as counter:
+    with cost.LinearCounter().installed() as counter:
         net.loss(net.forward(data.x), data.y)
         net.backward()
     assert LAYERS["linear"] is before

@@ -22,7 +22,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("work started before the output path was checked")
 
     from reference import fuzz as reference_fuzz
-    from reports import report, vanishing
+    from reports import report
+    from reports.experiments import vanishing
 
     monkeypatch.setattr(report, "run", forbidden)
     monkeypatch.setattr(vanishing, "run_experiment", forbidden)
@@ -156,7 +157,7 @@ def test_an_interrupted_swap_leaves_the_previous_run_whole(tmp_path: Path,
 
 
 def test_experiment_out_dash_prints_the_record(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reports import vanishing
+    from reports.experiments import vanishing
 
     class Record:
         failed = 0

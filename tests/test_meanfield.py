@@ -1,4 +1,4 @@
-"""reports.meanfield: quadrature, closed forms, fixed points and depth scales."""
+"""reports.experiments.meanfield: quadrature, closed forms, fixed points and depth scales."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from manual.registry import ACTIVATIONS
-from reports import meanfield as mf
+from reports.experiments import meanfield as mf
 
 ELEMENTWISE = mf.elementwise_activations()
 SMOOTH = ["identity", "gelu", "sigmoid", "tanh", "softplus", "silu", "mish", "logsigmoid"]

@@ -264,5 +264,5 @@ def test_the_command_writes_the_report_and_rejects_bad_input(tmp_path: Path, cap
 def test_the_seed_section_is_left_out_without_the_worked_example(monkeypatch) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "reports.seed_figures", None)
+    monkeypatch.setitem(sys.modules, "reports.experiments.seed_figures", None)
     assert seed_example.collect(RunContext()) is None

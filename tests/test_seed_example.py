@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from reports.seed_figures import SEED_DATA, SEED_SPEC, seed_figures, seed_record
+from reports.experiments.seed_figures import SEED_DATA, SEED_SPEC, seed_figures, seed_record
 
 # Closed forms, written out independently of both engines.
 Z1 = np.array([0.5, 1.1, 1.7])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reports.seed_update import seed_update
+from reports.experiments.seed_update import seed_update
 
 
 def test_both_engines_take_the_same_step_and_it_is_w_minus_lr_grad() -> None:

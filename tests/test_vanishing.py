@@ -19,8 +19,9 @@ import pytest
 from markupsafe import Markup
 
 from reference.records import dumps
-from reports import cli, deepnet, meanfield, report, vanishing
-from reports.deepnet import Setting, Size
+from reports import cli, report
+from reports.experiments import deepnet, meanfield, vanishing
+from reports.experiments.deepnet import Setting, Size
 from reports.sections import RunContext
 from reports.sections import vanishing as section
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summary(record: object) -> str:
     """The checks as a plain-text table, then the remedies."""
-    from reports.vanishing import ExperimentRecord
+    from reports.experiments.vanishing import ExperimentRecord
 
     assert isinstance(record, ExperimentRecord)
     lines = [f"vanishing ({record.profile} profile, seed {record.seed}): "
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reference.records import dumps
-    from reports import vanishing
+    from reports.experiments import vanishing
     from reports.files import STDOUT, atomic_write, output_file
     from reports.inputs import limit_threads
 

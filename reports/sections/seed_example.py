@@ -19,14 +19,14 @@ ORDER = 20
 
 def _update() -> list[dict[str, Any]]:
     """The seed's one SGD step (lr 0.1) in both engines and from its printed gradients."""
-    from reports.seed_update import seed_update
+    from reports.experiments.seed_update import seed_update
 
     return [dataclasses.asdict(row) for row in seed_update()]
 
 
 def collect(context: Any) -> dict[str, Any] | None:
     try:
-        from reports.seed_figures import seed_figures, seed_record
+        from reports.experiments.seed_figures import seed_figures, seed_record
     except ImportError:  # the worked example is not in this checkout
         return None
 

@@ -1,6 +1,6 @@
 """Exploding and vanishing gradients: both engines against mean-field theory.
 
-Runs :func:`reports.vanishing.run_experiment` for the report's profile. A check is one
+Runs :func:`reports.experiments.vanishing.run_experiment` for the report's profile. A check is one
 quantitative target (a slope, He et al.'s or Glorot & Bengio's ratio) in one engine.
 The figures plot the root mean square of :math:`\\partial L/\\partial h_l` per layer on a
 log scale, the manual engine as lines, PyTorch as markers, theory dashed.
@@ -18,7 +18,7 @@ ORDER = 40
 
 
 def collect(context: Any) -> Any:
-    from reports import vanishing
+    from reports.experiments import vanishing
 
     bar = context.progress("vanishing gradients", vanishing.runs_in(
         vanishing.PROFILES[context.profile]))

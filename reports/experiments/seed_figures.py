@@ -18,7 +18,7 @@ import manual
 from reference.compare import compare_network
 from reference.records import ComparisonRecord
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_SPEC = EXAMPLES / "seed_example.json"
 SEED_DATA = EXAMPLES / "seed_example_data.json"
 

@@ -1,6 +1,7 @@
 r"""The vanishing/exploding-gradient experiment: its settings, targets, remedies and record.
 
-Built on :mod:`reports.deepnet` (the runs) and :mod:`reports.meanfield` (the theory):
+Built on :mod:`reports.experiments.deepnet` (the runs) and
+:mod:`reports.experiments.meanfield` (the theory):
 
 - **targets** (Poole et al. 2016; Schoenholz et al. 2017): tanh with :math:`\sigma_b = 0.05`,
   :math:`\sigma_w \in \{0.8, 1, 1.2, 1.5\}`, inputs at :math:`q^*`; ReLU with
@@ -34,8 +35,8 @@ import numpy as np
 
 import manual
 from manual import init as initializers
-from reports import meanfield
-from reports.deepnet import (
+from reports.experiments import meanfield
+from reports.experiments.deepnet import (
     ENGINES,
     Progress,
     Setting,
@@ -185,7 +186,7 @@ class RemedyRecord:
 def run_remedy(remedy: Remedy, seed: int = 0, engines: tuple[str, ...] = ("manual", "torch"),
                progress: Progress = _no_progress) -> RemedyRecord:
     """Run the baseline and the treated network on the same seeds in every engine."""
-    from reports.deepnet import trace_diff
+    from reports.experiments.deepnet import trace_diff
 
     def empty() -> dict[str, dict[str, list[float]]]:
         return {"baseline": {e: [] for e in engines}, "treated": {e: [] for e in engines}}

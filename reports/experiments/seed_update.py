@@ -4,7 +4,7 @@ The tutorial ends its worked example with one step of gradient descent at α = 0
 both engines take that step (the manual engine with :func:`manual.optim.sgd`, PyTorch with
 ``torch.optim.SGD``) from the example's weights on its input, and beside them stands
 where the tutorial's own printed gradients would have put the weights. Those gradients
-inherit its slip at ∂L/∂z2 (``reports.seed_figures``), so they are about 18 times too
+inherit its slip at ∂L/∂z2 (``reports.experiments.seed_figures``), so they are about 18 times too
 small and its step moves the weights about 18 times too little.
 """
 
@@ -19,7 +19,7 @@ import manual
 from manual.optim import sgd
 from reference import mirror
 from reference.run import run_manual, run_torch
-from reports.seed_figures import _PRINTED, SEED_DATA, SEED_SPEC
+from reports.experiments.seed_figures import _PRINTED, SEED_DATA, SEED_SPEC
 
 LR = 0.1
 _GRADIENT_FIGURES = {"layers.0.weight": "dL/dW1", "layers.0.bias": "dL/db1",

@@ -30,7 +30,7 @@ import numpy as np
 import manual
 from manual.layers import LAYERS
 from manual.registry import ACTIVATIONS
-from reports import meanfield
+from reports.experiments import meanfield
 
 Progress = Callable[[int], None]
 RESOLVED = 2e-3  # nats/layer: how well two quadrature rules must agree on the theory slope
