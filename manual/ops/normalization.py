@@ -1,0 +1,244 @@
+r"""Batch, layer and group normalisation, with PyTorch's semantics.
+
+All three standardise :math:`x` over a set of axes :math:`A` (the *statistics axes*) with
+the **biased** variance, then apply an optional per-feature affine map:
+
+.. math::
+    \mu = \frac{1}{n}\sum_{A} x, \qquad \sigma^2 = \frac{1}{n}\sum_{A} (x - \mu)^2, \qquad
+    \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad y = \gamma \hat x + \beta
+
+where :math:`n` is the number of elements each statistic is taken over. With
+:math:`g = \gamma\,\partial L/\partial y` (the gradient that reaches :math:`\hat x`), the
+gradient through batch statistics is
+
+.. math::
+    \frac{\partial L}{\partial x} = \frac{1}{\sqrt{\sigma^2 + \epsilon}}
+        \Big(g - \overline{g} - \hat x\, \overline{g \hat x}\Big)
+
+(bars are means over :math:`A`): the two mean terms are the paths through :math:`\mu` and
+:math:`\sigma^2`. Forgetting them still passes a per-element gradient check of
+:math:`\hat x` alone, which is why the harness compares against PyTorch.
+
+============ ============================== =========================== ================
+layer        input                          statistics over             affine per
+============ ============================== =========================== ================
+batch_norm   ``(N, C, *spatial)``           batch and spatial, per C    channel C
+layer_norm   ``(N, *, *normalized_shape)``  the trailing normalized dims normalized_shape
+group_norm   ``(N, C, *spatial)``           C/G channels and spatial    channel C
+============ ============================== =========================== ================
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from manual.numerics import Array
+
+
+def _channel_view(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape that broadcasts a per-channel ``(C,)`` vector against ``(N, C, *spatial)``."""
+    return (1, shape[1]) + (1,) * (len(shape) - 2)
+
+
+def statistics_count(shape: tuple[int, ...]) -> int:
+    """Elements per channel of ``(N, C, *spatial)``: :math:`N \\cdot \\prod \\text{spatial}`."""
+    return int(np.prod(shape)) // shape[1]
+
+
+class BatchNormCache(NamedTuple):
+    x_hat: Array
+    inv_std: Array          # (C,)
+    weight: Array | None    # (C,)
+    batch_stats: bool       # the statistics came from this batch (gradient has mean terms)
+
+
+class BatchNormStats(NamedTuple):
+    running_mean: Array
+    running_var: Array
+    num_batches_tracked: NDArray[np.int64]
+
+
+def batch_norm_forward(
+    x: Array, weight: Array | None, bias: Array | None,
+    running_mean: Array | None, running_var: Array | None,
+    num_batches_tracked: NDArray[np.int64] | None, *, training: bool, momentum: float | None = 0.1,
+    eps: float = 1e-5,
+) -> tuple[Array, BatchNormCache, BatchNormStats | None]:
+    r"""Batch normalisation of ``x`` ``(N, C, *spatial)`` per channel (``nn.BatchNorm{1,2,3}d``).
+
+    Batch statistics are used in train mode and whenever there are no running statistics
+    (``track_running_stats=False``); otherwise the running ones. In train mode with running
+    statistics, the new statistics are (:math:`m` the momentum, or :math:`1/t` with
+    :math:`t` the updated ``num_batches_tracked`` when ``momentum`` is ``None``):
+
+    .. math::
+        \hat\mu \leftarrow (1 - m)\hat\mu + m\,\mu, \qquad
+        \hat\sigma^2 \leftarrow (1 - m)\hat\sigma^2 + m\,\frac{n}{n - 1}\sigma^2
+
+    The running variance takes the **unbiased** batch variance while the normalisation
+    uses the biased one, as PyTorch does. Returns ``(y, cache, new_stats)``;
+    ``new_stats`` is ``None`` when nothing is updated. Nothing given is written.
+    """
+    dtype = x.dtype
+    axes = (0, *range(2, x.ndim))
+    view = _channel_view(x.shape)
+    batch_stats = training or running_mean is None or running_var is None
+    n = statistics_count(x.shape)
+    if training and n <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {x.shape}")
+    new_stats = None
+    if batch_stats:
+        mean = np.mean(x, axis=axes)
+        centred = x - mean.reshape(view)
+        var = np.mean(np.square(centred), axis=axes)
+        if training and running_mean is not None and running_var is not None:
+            count = np.asarray(num_batches_tracked if num_batches_tracked is not None else 0,
+                               dtype=np.int64) + 1
+            factor = 1.0 / float(count) if momentum is None else momentum
+            keep, take = dtype.type(1 - factor), dtype.type(factor)
+            unbiased = var * dtype.type(n / (n - 1))
+            new_stats = BatchNormStats(keep * running_mean + take * mean,
+                                       keep * running_var + take * unbiased, count)
+    else:  # running statistics exist here: batch_stats is False
+        centred = x - np.asarray(running_mean).reshape(view)
+        var = np.asarray(running_var)
+    inv_std = (1 / np.sqrt(var + dtype.type(eps))).astype(dtype, copy=False)
+    x_hat = centred * inv_std.reshape(view)
+    y = x_hat
+    if weight is not None:
+        y = y * weight.reshape(view)
+    if bias is not None:
+        y = y + bias.reshape(view)
+    return y, BatchNormCache(x_hat, inv_std, weight, batch_stats), new_stats
+
+
+def batch_norm_backward(
+    dy: Array, cache: BatchNormCache
+) -> tuple[Array, Array | None, Array | None]:
+    r"""``(dx, dweight, dbias)``; ``dweight`` and ``dbias`` have shape ``(C,)`` (``None``
+    without affine).
+
+    .. math::
+        \frac{\partial L}{\partial \gamma_c} = \sum_{A} \frac{\partial L}{\partial y}\hat x,
+        \qquad \frac{\partial L}{\partial \beta_c} = \sum_{A} \frac{\partial L}{\partial y}
+
+    With running statistics (eval mode) :math:`\mu, \sigma^2` are constants and
+    :math:`\partial L/\partial x = \gamma\, \partial L/\partial y / \sqrt{\hat\sigma^2 + \epsilon}`.
+    """
+    x_hat, inv_std, weight, batch_stats = cache
+    axes = (0, *range(2, dy.ndim))
+    view = _channel_view(dy.shape)
+    sum_dy = np.sum(dy, axis=axes)
+    sum_dy_xhat = np.sum(dy * x_hat, axis=axes)
+    scale = inv_std if weight is None else inv_std * weight
+    if batch_stats:
+        n = dy.dtype.type(statistics_count(dy.shape))
+        dx = scale.reshape(view) * (dy - (sum_dy / n).reshape(view)
+                                    - x_hat * (sum_dy_xhat / n).reshape(view))
+    else:
+        dx = dy * scale.reshape(view)
+    if weight is None:
+        return dx, None, None
+    return dx, sum_dy_xhat, sum_dy
+
+
+class GroupNormCache(NamedTuple):
+    x_hat: Array            # (N, G, K): K = C/G * prod(spatial)
+    inv_std: Array          # (N, G, 1)
+    weight: Array | None    # (C,)
+    shape: tuple[int, ...]  # of x
+
+
+def _standardise_rows(rows: Array, eps: float) -> tuple[Array, Array]:
+    """``(x_hat, inv_std)`` of ``rows`` standardised over the last axis (biased variance)."""
+    centred = rows - np.mean(rows, axis=-1, keepdims=True)
+    var = np.mean(np.square(centred), axis=-1, keepdims=True)
+    inv_std = 1 / np.sqrt(var + rows.dtype.type(eps))
+    return centred * inv_std, inv_std
+
+
+def _rows_backward(g: Array, x_hat: Array, inv_std: Array) -> Array:
+    """The gradient through standardisation over the last axis, given :math:`g = \\partial L /
+    \\partial \\hat x`."""
+    mean_g = np.mean(g, axis=-1, keepdims=True)
+    mean_gx = np.mean(g * x_hat, axis=-1, keepdims=True)
+    return inv_std * (g - mean_g - x_hat * mean_gx)
+
+
+def group_norm_forward(
+    x: Array, weight: Array | None, bias: Array | None, *, num_groups: int, eps: float = 1e-5
+) -> tuple[Array, GroupNormCache]:
+    r"""Group normalisation of ``x`` ``(N, C, *spatial)`` (``nn.GroupNorm``).
+
+    The channels split into ``num_groups`` groups of :math:`C/G` consecutive channels; each
+    sample's group is standardised over its channels **and** spatial positions together
+    (never per pixel), then :math:`\gamma, \beta` of shape ``(C,)`` apply per channel.
+    """
+    rows = x.reshape(x.shape[0], num_groups, -1)
+    x_hat, inv_std = _standardise_rows(rows, eps)
+    y = x_hat.reshape(x.shape)
+    view = _channel_view(x.shape)
+    if weight is not None:
+        y = y * weight.reshape(view)
+    if bias is not None:
+        y = y + bias.reshape(view)
+    return y, GroupNormCache(x_hat, inv_std, weight, x.shape)
+
+
+def group_norm_backward(
+    dy: Array, cache: GroupNormCache
+) -> tuple[Array, Array | None, Array | None]:
+    """``(dx, dweight, dbias)``, the parameter gradients of shape ``(C,)``."""
+    x_hat, inv_std, weight, shape = cache
+    view = _channel_view(shape)
+    axes = (0, *range(2, len(shape)))
+    g = dy if weight is None else dy * weight.reshape(view)
+    dx = _rows_backward(g.reshape(x_hat.shape), x_hat, inv_std).reshape(shape)
+    if weight is None:
+        return dx, None, None
+    return dx, np.sum(dy * x_hat.reshape(shape), axis=axes), np.sum(dy, axis=axes)
+
+
+class LayerNormCache(NamedTuple):
+    x_hat: Array            # (R, M): M = prod(normalized_shape)
+    inv_std: Array          # (R, 1)
+    weight: Array | None    # normalized_shape
+    shape: tuple[int, ...]  # of x
+
+
+def layer_norm_forward(
+    x: Array, weight: Array | None, bias: Array | None, *, normalized_dims: int,
+    eps: float = 1e-5,
+) -> tuple[Array, LayerNormCache]:
+    r"""Layer normalisation over the last ``normalized_dims`` axes of ``x`` (``nn.LayerNorm``).
+
+    Each sample (and each leading position) is standardised over the trailing
+    ``normalized_shape``; :math:`\gamma, \beta` have that shape and apply elementwise.
+    """
+    features = int(np.prod(x.shape[x.ndim - normalized_dims:]))
+    x_hat, inv_std = _standardise_rows(x.reshape(-1, features), eps)
+    y = x_hat.reshape(x.shape)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, LayerNormCache(x_hat, inv_std, weight, x.shape)
+
+
+def layer_norm_backward(
+    dy: Array, cache: LayerNormCache
+) -> tuple[Array, Array | None, Array | None]:
+    """``(dx, dweight, dbias)``, the parameter gradients of ``normalized_shape``."""
+    x_hat, inv_std, weight, shape = cache
+    rows = dy.reshape(x_hat.shape)
+    g = rows if weight is None else rows * weight.reshape(1, -1)
+    dx = _rows_backward(g, x_hat, inv_std).reshape(shape)
+    if weight is None:
+        return dx, None, None
+    param_shape = weight.shape
+    dweight = np.sum(rows * x_hat, axis=0).reshape(param_shape)
+    return dx, dweight, np.sum(rows, axis=0).reshape(param_shape)
