@@ -22,6 +22,8 @@ from manual.ops import normalization as nrm
 from manual.options import Flag, Given, Int, Real
 
 B = "reference.builders.norm."
+# PyTorch accepts eps = 0 (a constant channel then gives NaN in both engines).
+EPS = Real(1e-5, low=0)
 
 
 def _ones(rng: np.random.Generator, shape: Shape) -> Array:
@@ -42,12 +44,6 @@ def _affine(shape: Shape, weight: bool, bias: bool) -> dict[str, Slot]:
     return slots
 
 
-def _positive_eps(options: Mapping[str, Any]) -> None:
-    eps = options.get("eps", 1e-5)
-    if eps <= 0:
-        raise ValueError(f"eps must be positive, got {eps!r}")
-
-
 # ---- batch_norm ------------------------------------------------------------------------
 
 def _batch_norm_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
@@ -55,7 +51,6 @@ def _batch_norm_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...])
     if len(shape) > 4:
         raise ValueError(f"needs (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W) input, got "
                          f"{len(shape) + 1} dimensions (per-sample shape {shape})")
-    _positive_eps(options)
     momentum = options.get("momentum", 0.1)
     if momentum is not None and (isinstance(momentum, bool)
                                  or not isinstance(momentum, int | float)
@@ -124,7 +119,7 @@ def _batch_norm_samples(rng: np.random.Generator, dtype: str) -> Iterator[Sample
 BATCH_NORM = LayerInfo(
     name="batch_norm", forward=_batch_norm_forward, backward=_batch_norm_backward,
     torch=B + "batch_norm",
-    options={"eps": Real(1e-5, low=0, open_low=True), "momentum": Given(0.1),
+    options={"eps": EPS, "momentum": Given(0.1),
              "affine": Flag(True), "track_running_stats": Flag(True)},
     signature=_batch_norm_signature, rows_independent=False, train_eval_differ=True,
     samples=_batch_norm_samples,
@@ -155,7 +150,6 @@ def normalized_shape(options: Mapping[str, Any], shape: Shape) -> Shape:
 
 def _layer_norm_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     shape = one_input(shapes)
-    _positive_eps(options)
     affine = options.get("elementwise_affine", True)
     params = _affine(normalized_shape(options, shape), affine,
                      affine and options.get("bias", True))
@@ -194,7 +188,7 @@ def _layer_norm_samples(rng: np.random.Generator, dtype: str) -> Iterator[Sample
 LAYER_NORM = LayerInfo(
     name="layer_norm", forward=_layer_norm_forward, backward=_layer_norm_backward,
     torch=B + "layer_norm",
-    options={"normalized_shape": Given(), "eps": Real(1e-5, low=0, open_low=True),
+    options={"normalized_shape": Given(), "eps": EPS,
              "elementwise_affine": Flag(True), "bias": Flag(True)},
     signature=_layer_norm_signature, samples=_layer_norm_samples,
 )
@@ -204,7 +198,6 @@ LAYER_NORM = LayerInfo(
 
 def _group_norm_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     shape = one_input(shapes)
-    _positive_eps(options)
     groups = options.get("num_groups")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"num_groups must be a positive integer, got {groups!r}")
@@ -244,7 +237,7 @@ GROUP_NORM = LayerInfo(
     name="group_norm", forward=_group_norm_forward, backward=_group_norm_backward,
     torch=B + "group_norm",
     options={"num_groups": Int(None, low=1, required=True),
-             "eps": Real(1e-5, low=0, open_low=True), "affine": Flag(True)},
+             "eps": EPS, "affine": Flag(True)},
     signature=_group_norm_signature, samples=_group_norm_samples,
 )
 
