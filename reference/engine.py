@@ -38,10 +38,14 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
     fixed = _FIXED_KWARGS.get(op.name, {})
 
     def call(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        # Array-valued options (a loss's weight, pos_weight) arrive as lists; a spec's option
+        # overrides a fixed default (softmax's dim).
+        given = {k: torch.tensor(v, dtype=x.dtype) if isinstance(v, list | np.ndarray) else v
+                 for k, v in kwargs.items()}
         with warnings.catch_warnings():
             # kl_div warns that 'mean' will change meaning; we test today's meaning.
             warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
-            return function(x, *args, **fixed, **kwargs)
+            return function(x, *args, **{**fixed, **given})
 
     return call
 
