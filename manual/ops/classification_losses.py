@@ -83,6 +83,9 @@ def bce_forward(x: Array, target: Array, reduction: str = "mean", weight: Any = 
     gives finite values.
     """
     w, _ = _binary_weights("bce", x, weight)
+    # A float64 target must not promote a float32 run's gradient. (PyTorch promotes the loss
+    # value to float64 but keeps the gradient float32; the harness casts targets anyway.)
+    target = np.asarray(target).astype(x.dtype, copy=False)
     with np.errstate(divide="ignore"):  # log(0) = -inf is intended: it is clamped next
         log_x = np.maximum(np.log(x), _BCE_LOG_FLOOR)
         log_1mx = np.maximum(np.log1p(-x), _BCE_LOG_FLOOR)
@@ -114,6 +117,7 @@ def bce_with_logits_forward(
     (:math:`\ell' = \sigma(x) - t` without weights).
     """
     w, pw = _binary_weights("bce_with_logits", x, weight, pos_weight)
+    target = np.asarray(target).astype(x.dtype, copy=False)
     log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
     if pw is None:
         loss = (1 - target) * x - log_sigmoid
