@@ -4,12 +4,16 @@ It imports numpy and the standard library only (never torch): a test enforces it
 """
 
 from manual.data import Data, load_data, make_data
-from manual.network import Network, build, initial_parameters
+from manual.layers import LAYERS, LayerInfo
+from manual.module import Layer, Module
+from manual.network import Network, build
+from manual.parameters import draw_noise, initial_parameters, initial_state
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo, Tolerance
-from manual.spec import LayerSpec, Spec, load_spec, parse_spec
+from manual.spec import Input, LayerSpec, Node, Spec, load_spec, parse_spec
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "OPS", "Data", "LayerSpec", "Network", "OpInfo", "Spec",
-    "Tolerance", "build", "initial_parameters", "load_data", "load_spec", "make_data",
+    "ACTIVATIONS", "LAYERS", "LOSSES", "OPS", "Data", "Input", "Layer", "LayerInfo",
+    "LayerSpec", "Module", "Network", "Node", "OpInfo", "Spec", "Tolerance", "build",
+    "draw_noise", "initial_parameters", "initial_state", "load_data", "load_spec", "make_data",
     "parse_spec",
 ]

@@ -1,174 +1,171 @@
-"""Layers and the sequential network that the manual engine builds from a spec.
+r"""The manual engine's network: a graph executor over the spec's nodes.
 
-Layers hold ``params`` and ``grads`` dicts with the same keys; gradients
-accumulate (``+=``) across backward passes until :meth:`Network.zero_grad`, as
-PyTorch's ``.grad`` does. The network records each layer's output on the way
-forward and the gradient reaching each layer's output on the way back, so that
-the differential core can say where two engines part.
+Forward runs the nodes in topological order (the spec's order); backward runs them in
+reverse and, where a value feeds several nodes, sums the gradients that come back
+(micrograd's ``+=``: :math:`\partial L/\partial v = \sum_{c \in \text{consumers}(v)}
+\partial L/\partial v\,|_c`). After :meth:`Network.forward`, ``values[name]`` is every graph
+input and node output; after :meth:`Network.backward`, ``grad_at[name]`` is :math:`\partial
+L/\partial` that value, ``grad_in[(node, j)]`` the gradient one node sent back along its
+``j``-th input edge (which localises a divergence where paths meet), and ``input_grads`` the
+gradient at each graph input. Parameter gradients accumulate across backward passes until
+:meth:`zero_grad`, as PyTorch's ``.grad`` does.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from manual.init import linear_parameters
+from manual.layers import LAYERS
+from manual.module import Layer, Module
 from manual.numerics import Array
-from manual.ops.linear import linear_backward, linear_forward
-from manual.registry import ACTIVATIONS, LOSSES, OpInfo
-from manual.spec import LayerSpec, Spec
+from manual.parameters import initial_parameters, initial_state
+from manual.registry import LOSSES, OpInfo
+from manual.spec import Spec
 
-
-def default_linear_init(
-    rng: np.random.Generator, out_features: int, in_features: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    r"""``nn.Linear``'s default: weight and bias both :math:`U(-k, k)`, :math:`k = 1/\sqrt{D_{in}}`.
-
-    (PyTorch draws the weight with ``kaiming_uniform_(a=sqrt(5))``, which is the
-    same interval.)
-    """
-    bound = 1 / math.sqrt(in_features)
-    weight = rng.uniform(-bound, bound, size=(out_features, in_features))
-    bias = rng.uniform(-bound, bound, size=out_features)
-    return weight, bias
-
-
-def initial_parameters(spec: Spec) -> dict[str, Array]:
-    """Every parameter of ``spec``, named ``layers.{i}.weight`` / ``layers.{i}.bias``.
-
-    Explicit values in the spec win; the rest are drawn from ``spec.seed`` in
-    float64 (with the layer's ``init`` when it has one, see :mod:`manual.init`) and
-    cast to the spec's dtype. Both engines start from these arrays.
-    """
-    rng = np.random.default_rng(spec.seed)
-    params: dict[str, Array] = {}
-    width = spec.input_shape[0]
-    for i, layer in enumerate(spec.layers):
-        if layer.type != "linear":
-            continue
-        out = layer.options["out_features"]
-        if "init" in layer.options:
-            weight, bias = linear_parameters(rng, out, width, layer.options["init"])
-        else:
-            weight, bias = default_linear_init(rng, out, width)
-        if "weight" in layer.options:
-            weight = np.asarray(layer.options["weight"], dtype=np.float64)
-        bias_option = layer.options.get("bias", True)
-        params[f"layers.{i}.weight"] = weight.astype(spec.dtype)
-        if bias_option is not False:
-            values = bias if bias_option is True else np.asarray(bias_option, dtype=np.float64)
-            params[f"layers.{i}.bias"] = values.astype(spec.dtype)
-        width = out
-    return params
-
-
-class Linear:
-    """A fully connected layer; ``params`` and ``grads`` have keys ``weight`` (and ``bias``)."""
-
-    def __init__(self, weight: Array, bias: Array | None) -> None:
-        self.params: dict[str, Array] = {"weight": weight}
-        if bias is not None:
-            self.params["bias"] = bias
-        self.grads: dict[str, Array] = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.cache: Any = None
-
-    def forward(self, x: Array) -> Array:
-        y, self.cache = linear_forward(x, self.params["weight"], self.params.get("bias"))
-        return y
-
-    def backward(self, dy: Array) -> Array:
-        dx, dweight, dbias = linear_backward(dy, self.cache)
-        self.grads["weight"] += dweight
-        if "bias" in self.grads:
-            self.grads["bias"] += dbias
-        return dx
-
-
-class Activation:
-    """An elementwise or row-wise activation from the registry; it has no parameters."""
-
-    def __init__(self, op: OpInfo, options: dict[str, Any]) -> None:
-        self.op, self.options = op, options
-        self.params: dict[str, Array] = {}
-        self.grads: dict[str, Array] = {}
-        self.cache: Any = None
-
-    def forward(self, x: Array) -> Array:
-        y, self.cache = self.op.forward(x, **self.options)
-        return y
-
-    def backward(self, dy: Array) -> Array:
-        return self.op.backward(dy, self.cache)
-
-
-Layer = Linear | Activation
+__all__ = ["Network", "build", "initial_parameters", "initial_state"]
 
 
 class Network:
-    """A sequence of layers and a loss, as described by one spec.
+    """The nodes of one spec as modules, and the loss."""
 
-    After :meth:`forward`, ``outputs[i]`` is layer ``i``'s output; after
-    :meth:`backward`, ``upstream[i]`` is :math:`\\partial L / \\partial` that
-    output and ``input_grad`` is :math:`\\partial L / \\partial x`.
-    """
-
-    def __init__(self, spec: Spec, params: dict[str, Array] | None = None) -> None:
+    def __init__(self, spec: Spec, params: Mapping[str, Array] | None = None,
+                 state: Mapping[str, Array] | None = None) -> None:
         self.spec = spec
         params = initial_parameters(spec) if params is None else params
-        self.layers: list[Layer] = [self._layer(i, layer, params) for i, layer in
-                                    enumerate(spec.layers)]
+        state = initial_state(spec) if state is None else state
+        self.modules: dict[str, Module] = {}
+        for node in spec.nodes:
+            signature = node.signature
+            own = {k: params[f"{node.name}.{k}"] for k in signature.params}
+            buffers = {k: state[f"{node.name}.{k}"] for k in signature.state}
+            self.modules[node.name] = Layer(LAYERS[node.type], node.options, own, buffers,
+                                            registered=True)
         self.loss_op: OpInfo = LOSSES[spec.loss.type]
         self.loss_options = dict(spec.loss.options)
-        self.outputs: list[Array] = []
-        self.upstream: list[Array] = []
-        self.input_grad: Array | None = None
+        self.values: dict[str, Any] = {}
+        self.grad_at: dict[str, Array] = {}
+        self.grad_in: dict[tuple[str, int], Array | None] = {}
+        self.input_grads: dict[str, Array | None] = {}
         self._loss_cache: Any = None
+        self.train(spec.mode == "train")
 
-    @staticmethod
-    def _layer(i: int, layer: LayerSpec, params: dict[str, Array]) -> Layer:
-        if layer.type == "linear":
-            return Linear(params[f"layers.{i}.weight"], params.get(f"layers.{i}.bias"))
-        return Activation(ACTIVATIONS[layer.type], dict(layer.options))
+    # -- running ---------------------------------------------------------------------------
 
-    def forward(self, x: Array) -> Array:
-        self.outputs = []
-        for layer in self.layers:
-            x = layer.forward(x)
-            self.outputs.append(x)
-        return x
+    def forward(self, inputs: Mapping[str, Array] | Array,
+                noise: Mapping[str, Array] | None = None) -> Array:
+        """Run every node; ``inputs`` by graph-input name (or the one input's array)."""
+        if not isinstance(inputs, Mapping):
+            inputs = {self.spec.inputs[0].name: inputs}
+        values: dict[str, Any] = dict(inputs)
+        for node in self.spec.nodes:
+            module = self.modules[node.name]
+            if node.signature.noise:
+                module.noise = {k: noise[f"{node.name}.{k}"] for k in node.signature.noise} \
+                    if noise is not None else {}
+            y = module.forward(*(values[ref] for ref in node.inputs))
+            if node.signature.outputs:  # several outputs: "<node>" is the first
+                for name, value in zip(node.signature.outputs, y, strict=True):
+                    values[f"{node.name}.{name}"] = value
+                values[node.name] = y[0]
+            else:
+                values[node.name] = y
+        self.values = values
+        return values[self.spec.output]
 
     def loss(self, output: Array, target: Array) -> Array:
         value, self._loss_cache = self.loss_op.forward(output, target, **self.loss_options)
         return value
 
-    def backward(self, dloss: Array | float = 1.0) -> Array:
-        """Backpropagate ``dloss`` (1 for a reduced loss) from the loss to the input."""
+    def backward(self, dloss: Array | float = 1.0) -> Array | None:
+        """Backpropagate ``dloss`` (1 for a reduced loss) from the loss to the inputs."""
         dtype = np.dtype(self.spec.dtype)
         dy = self.loss_op.backward(np.asarray(dloss, dtype=dtype), self._loss_cache)
-        self.upstream = [dy] * len(self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
-            self.upstream[i] = dy
-            dy = self.layers[i].backward(dy)
-        self.input_grad = dy
-        return dy
+        return self.backward_from(dy)
+
+    def backward_from(self, grad: Array) -> Array | None:
+        """Backpropagate ``grad`` = :math:`\\partial L/\\partial` output; returns the first
+        input's gradient."""
+        grads: dict[str, Array] = {self.spec.output: grad}
+        self.grad_in = {}
+        for node in reversed(self.spec.nodes):
+            dy = self._upstream(node.name, node.signature.outputs, grads)
+            if dy is None:  # nothing below the loss reads this node
+                continue
+            dinputs = self.modules[node.name].backward(dy)
+            for j, (ref, dx) in enumerate(zip(node.inputs, dinputs, strict=True)):
+                self.grad_in[(node.name, j)] = dx
+                if dx is not None:
+                    self.accumulate(grads, ref, dx)
+        self.grad_at = grads
+        self.input_grads = {i.name: grads.get(i.name) for i in self.spec.inputs}
+        return self.input_grads[self.spec.inputs[0].name]
+
+    def accumulate(self, grads: dict[str, Array], ref: str, dx: Array) -> None:
+        """Where paths meet, gradients add (a new array: nothing handed out is written)."""
+        grads[ref] = dx if ref not in grads else grads[ref] + dx
+
+    def _upstream(self, name: str, outputs: Mapping[str, Any], grads: dict[str, Array]) -> Any:
+        if not outputs:
+            return grads.get(name)
+        keys = [f"{name}.{out}" for out in outputs]
+        if name in grads:  # the first output read as "<node>"
+            first = grads[name]
+            grads[keys[0]] = first if keys[0] not in grads else grads[keys[0]] + first
+        if not any(key in grads for key in keys):
+            return None
+        return tuple(grads[key] if key in grads else np.zeros_like(self.values[key])
+                     for key in keys)
+
+    # -- modes and slots -------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> Network:
+        self.training = mode
+        for module in self.modules.values():
+            module.training = mode
+        return self
+
+    def eval(self) -> Network:
+        return self.train(False)
 
     def zero_grad(self) -> None:
-        for layer in self.layers:
-            for grad in layer.grads.values():
+        for module in self.modules.values():
+            for grad in module.grads.values():
                 grad.fill(0)
 
     def named_parameters(self) -> dict[str, Array]:
-        return {f"layers.{i}.{k}": v for i, layer in enumerate(self.layers)
-                for k, v in layer.params.items()}
+        return {f"{n}.{k}": v for n, m in self.modules.items() for k, v in m.params.items()}
 
     def named_grads(self) -> dict[str, Array]:
-        return {f"layers.{i}.{k}": v for i, layer in enumerate(self.layers)
-                for k, v in layer.grads.items()}
+        return {f"{n}.{k}": v for n, m in self.modules.items() for k, v in m.grads.items()}
+
+    def named_state(self) -> dict[str, Array]:
+        return {f"{n}.{k}": v for n, m in self.modules.items() for k, v in m.state.items()}
+
+    # -- a chain's view (round 1's names) ----------------------------------------------------
+
+    @property
+    def layers(self) -> list[Module]:
+        return list(self.modules.values())
+
+    @property
+    def outputs(self) -> list[Array]:
+        """Each node's output, in order (``forward: layers.{i}``)."""
+        return [self.values[node.name] for node in self.spec.nodes]
+
+    @property
+    def upstream(self) -> list[Array]:
+        """:math:`\\partial L/\\partial` each node's output, in order (``backward: layers.{i}``)."""
+        return [self.grad_at[node.name] for node in self.spec.nodes]
+
+    @property
+    def input_grad(self) -> Array | None:
+        return self.input_grads.get(self.spec.inputs[0].name)
 
 
-def build(spec: Spec, params: dict[str, Array] | None = None) -> Network:
-    """Build the manual network for ``spec`` (parameters from the spec's seed by default)."""
-    return Network(spec, params)
+def build(spec: Spec, params: Mapping[str, Array] | None = None,
+          state: Mapping[str, Array] | None = None) -> Network:
+    """Build the manual network for ``spec`` (slots from the spec's seed by default)."""
+    return Network(spec, params, state)

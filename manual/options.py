@@ -59,7 +59,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class Int:
-    """An integer (never a bool), at least ``low``; ``required`` when the layer has no default."""
+    """An integer (never a bool), at least ``low``; ``required`` is checked by the signature."""
 
     default: int | None
     low: int = 0

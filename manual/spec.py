@@ -1,7 +1,15 @@
 """The network spec: one JSON description that both engines build from.
 
-A spec is validated once, when it is loaded; every error is a ``ValueError``
-that names the field or layer (``layers[2] (linear): out_features ...``).
+A spec is a graph of named nodes, each a layer of :data:`manual.layers.LAYERS` reading named
+inputs (graph inputs or earlier nodes), plus a loss on the ``output`` node. Today's
+``{"input_shape": [D], "layers": [...]}`` is shorthand for a chain: the input is named
+``input`` and the layers ``layers.0 … layers.{n-1}``, each reading the one before, so every
+parameter name (``layers.2.weight``) and tensor name (``backward: layers.2``) of a chain is
+the same as in round 1.
+
+A spec is validated once, when it is loaded: every node's per-sample output shape is
+inferred from its layer's signature, and every error is a ``ValueError`` that names the field
+or node (``layers[2] (linear): out_features ...``, ``node 'skip' (add): inputs must ...``).
 """
 
 from __future__ import annotations
@@ -11,19 +19,25 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from manual import init as initializers
-from manual.registry import ACTIVATIONS, LOSSES
+from manual.layers import LAYERS
+from manual.layers.info import Signature
+from manual.registry import LOSSES
 
 DTYPES = ("float32", "float64")
-_TOP_FIELDS = {"name", "input_shape", "layers", "loss", "dtype", "seed"}
-_LINEAR_FIELDS = {"type", "out_features", "in_features", "weight", "bias", "init"}
+MODES = ("train", "eval")
+CHAIN_INPUT = "input"
+_COMMON_FIELDS = {"name", "loss", "dtype", "seed", "mode"}
+_CHAIN_FIELDS = _COMMON_FIELDS | {"input_shape", "layers"}
+_GRAPH_FIELDS = _COMMON_FIELDS | {"inputs", "nodes", "output"}
+
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One entry of ``layers`` (or the ``loss``): its type and its options."""
+    """A layer's (or the loss's) type and the options the spec gives it."""
 
     type: str
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -33,64 +47,133 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A validated network description.
+class Input:
+    """A graph input: its per-sample shape (the batch ``N`` is implicit) and its kind."""
 
-    ``input_shape`` is ``(D,)``: the features of one sample (data come in
-    batches of rows, ``(N, D)``). ``widths[i]`` is the feature count that
-    layer ``i`` outputs.
+    name: str
+    shape: Shape
+    kind: Literal["real", "index"] = "real"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer of the graph: its type, the names it reads, its options and its shapes."""
+
+    name: str
+    type: str
+    inputs: tuple[str, ...]
+    options: Mapping[str, Any]
+    signature: Signature = field(compare=False, repr=False)
+
+    @property
+    def shape(self) -> Shape:
+        return self.signature.shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "inputs": list(self.inputs),
+                **self.options}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated network: graph inputs, nodes in topological order, the output and loss.
+
+    ``chain`` is True when the spec was written as ``input_shape`` + ``layers`` (it is
+    written back the same way).
     """
 
-    input_shape: tuple[int, ...]
-    layers: tuple[LayerSpec, ...]
+    inputs: tuple[Input, ...]
+    nodes: tuple[Node, ...]
+    output: str
     loss: LayerSpec
     dtype: str = "float64"
     seed: int = 0
     name: str = ""
+    mode: Literal["train", "eval"] = "train"
+    chain: bool = True
+
+    def node(self, name: str) -> Node:
+        return self._nodes[name]
+
+    @property
+    def _nodes(self) -> dict[str, Node]:
+        return {node.name: node for node in self.nodes}
+
+    def shape_of(self, ref: str) -> Shape:
+        """The per-sample shape of a graph input, a node, or a node's named output."""
+        for item in self.inputs:
+            if item.name == ref:
+                return item.shape
+        source, output = split_ref(ref, self._nodes)
+        signature = self._nodes[source].signature
+        return signature.outputs[output] if output else signature.shape
+
+    def consumers(self, ref: str) -> tuple[str, ...]:
+        return tuple(node.name for node in self.nodes if ref in node.inputs)
+
+    def input_kind(self, ref: str) -> str:
+        """``index`` for a graph input of integer indices, else ``real``."""
+        return next((i.kind for i in self.inputs if i.name == ref), "real")
+
+    def shared(self) -> frozenset[str]:
+        """The values read by more than one input edge (where gradients add up)."""
+        edges = [ref for node in self.nodes for ref in node.inputs]
+        return frozenset(ref for ref in edges if edges.count(ref) > 1)
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        """The nodes as ``LayerSpec``s, in order (a chain's ``layers`` list)."""
+        return tuple(LayerSpec(node.type, node.options) for node in self.nodes)
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.inputs[0].shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shape_of(self.output)
 
     @property
     def widths(self) -> tuple[int, ...]:
-        width, out = self.input_shape[0], []
-        for layer in self.layers:
-            if layer.type == "linear":
-                width = layer.options["out_features"]
-            out.append(width)
-        return tuple(out)
+        """The last dimension of every node's output (a chain's feature counts)."""
+        return tuple(node.shape[-1] if node.shape else 1 for node in self.nodes)
 
     @property
     def output_width(self) -> int:
-        return self.widths[-1] if self.layers else self.input_shape[0]
+        shape = self.output_shape
+        return shape[0] if shape else 1
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name} if self.name else {}
-        out |= {
-            "input_shape": list(self.input_shape),
-            "layers": [layer.to_dict() for layer in self.layers],
-            "loss": self.loss.to_dict(),
-            "dtype": self.dtype,
-            "seed": self.seed,
-        }
+        if self.chain:
+            out |= {"input_shape": list(self.input_shape),
+                    "layers": [layer.to_dict() for layer in self.layers]}
+        else:
+            out |= {"inputs": {i.name: {"shape": list(i.shape),
+                                        **({"kind": i.kind} if i.kind != "real" else {})}
+                               for i in self.inputs},
+                    "nodes": [node.to_dict() for node in self.nodes], "output": self.output}
+        out |= {"loss": self.loss.to_dict(), "dtype": self.dtype, "seed": self.seed}
+        if self.mode != "train":
+            out["mode"] = self.mode
         return out
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
 
+def split_ref(ref: str, nodes: Mapping[str, Node]) -> tuple[str, str]:
+    """``"lstm1.h_n"`` -> ``("lstm1", "h_n")``; a node's own name -> ``(name, "")``."""
+    if ref in nodes:
+        return ref, ""
+    source, _, output = ref.rpartition(".")
+    if source in nodes and output in nodes[source].signature.outputs:
+        return source, output
+    raise KeyError(ref)
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _matrix_shape(value: object) -> tuple[int, ...] | None:
-    """The shape of a nested list of finite numbers, or None if it is not rectangular."""
-    if _is_int(value) or isinstance(value, float):
-        return () if math.isfinite(value) else None  # type: ignore[arg-type]
-    if not isinstance(value, list) or not value:
-        return None
-    shapes = {_matrix_shape(item) for item in value}
-    if len(shapes) != 1 or None in shapes:
-        return None
-    (inner,) = shapes
-    return (len(value), *inner)  # type: ignore[misc]
 
 
 def _check_options(where: str, op_options: Mapping[str, Any], given: Mapping[str, Any]) -> dict:
@@ -105,121 +188,166 @@ def _check_options(where: str, op_options: Mapping[str, Any], given: Mapping[str
     return dict(given)
 
 
-def _parse_linear(where: str, raw: Mapping[str, Any], in_features: int) -> LayerSpec:
-    unknown = sorted(set(raw) - _LINEAR_FIELDS)
-    if unknown:
-        raise ValueError(f"{where}: unknown option {unknown[0]!r} (known options: "
-                         f"{', '.join(sorted(_LINEAR_FIELDS - {'type'}))})")
-    out = raw.get("out_features")
-    if not isinstance(out, int) or isinstance(out, bool) or out < 1:
-        raise ValueError(f"{where}: out_features must be a positive integer, got {out!r}")
-    if "in_features" in raw and raw["in_features"] != in_features:
-        raise ValueError(f"{where}: in_features is {raw['in_features']!r}, but the previous "
-                         f"layer outputs {in_features} features")
-    options: dict[str, Any] = {"out_features": out}
-    if "weight" in raw:
-        shape = _matrix_shape(raw["weight"])
-        if shape != (out, in_features):
-            got = "not a rectangular array of finite numbers" if shape is None else shape
-            raise ValueError(f"{where}: weight must have shape (out_features, in_features) = "
-                             f"{(out, in_features)}, got {got}")
-        options["weight"] = raw["weight"]
-    bias = raw.get("bias", True)
-    if isinstance(bias, list):
-        shape = _matrix_shape(bias)
-        if shape != (out,):
-            got = "not a list of finite numbers" if shape is None else shape
-            raise ValueError(f"{where}: bias must have shape (out_features,) = ({out},), "
-                             f"got {got}")
-    elif not isinstance(bias, bool):
-        raise ValueError(f"{where}: bias must be true, false or a list of {out} numbers, "
-                         f"got {bias!r}")
-    if bias is not True:
-        options["bias"] = bias
-    if "init" in raw:
-        options["init"] = _parse_init(where, raw["init"], options, in_features)
-    return LayerSpec("linear", options)
+def _shape(raw: object, where: str, what: str) -> Shape:
+    if not (isinstance(raw, list) and all(_is_int(d) and d >= 1 for d in raw)):
+        raise ValueError(f"{where}: must be {what} with positive integers, got {raw!r}")
+    return tuple(raw)
 
 
-def _parse_init(where: str, raw: object, options: Mapping[str, Any], in_features: int
-                ) -> dict[str, dict[str, Any]]:
-    """``init``: ``{"weight": {"type": "kaiming_normal", ...}, "bias": {"type": "zeros"}}``.
+class _Graph:
+    """The nodes parsed so far, so that each new node can be checked against them."""
 
-    Each key is optional (a key left out keeps nn.Linear's default); an entry may not
-    describe a parameter that the layer gives explicitly or does not have.
-    """
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where}: init must be an object with 'weight' and/or 'bias', "
-                         f"got {raw!r}")
-    unknown = sorted(set(raw) - {"weight", "bias"})
-    if unknown:
-        raise ValueError(f"{where}: init: unknown key {unknown[0]!r} (known: bias, weight)")
-    shapes = {"weight": (options["out_features"], in_features),
-              "bias": (options["out_features"],)}
-    parsed: dict[str, dict[str, Any]] = {}
-    for key, entry in raw.items():
-        if key in options:
-            given_as = "bias=false" if options[key] is False else f"explicit {key} values"
-            raise ValueError(f"{where}: init.{key} conflicts with the layer's {given_as}")
-        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-            raise ValueError(f"{where}: init.{key} must be an object with a string 'type', "
-                             f"got {entry!r}")
-        given = {k: v for k, v in entry.items() if k != "type"}
+    def __init__(self, inputs: tuple[Input, ...]) -> None:
+        self.inputs = {i.name: i for i in inputs}
+        self.nodes: dict[str, Node] = {}
+        self.later: set[str] = set()
+
+    def resolve(self, where: str, ref: object) -> tuple[Shape, str]:
+        """The shape and kind of what ``ref`` names, or an error saying what is wrong."""
+        if not isinstance(ref, str):
+            raise ValueError(f"{where}: inputs must be names (strings), got {ref!r}")
+        if ref in self.inputs:
+            return self.inputs[ref].shape, self.inputs[ref].kind
         try:
-            initializers.check(entry["type"], shapes[key], given)
+            source, output = split_ref(ref, self.nodes)
+        except KeyError:
+            if ref in self.later or ref.rpartition(".")[0] in self.later:
+                raise ValueError(f"{where}: input {ref!r} is defined later; a node may only "
+                                 f"read graph inputs and earlier nodes (no cycles)") from None
+            known = ", ".join([*self.inputs, *self.nodes]) or "none"
+            raise ValueError(f"{where}: input {ref!r} is not a graph input or an earlier node "
+                             f"(known: {known})") from None
+        signature = self.nodes[source].signature
+        return (signature.outputs[output] if output else signature.shape), "real"
+
+    def add(self, where: str, name: str, raw: Mapping[str, Any], refs: list[Any]) -> Node:
+        kind = raw["type"]
+        info = LAYERS[kind]
+        given = {k: v for k, v in raw.items() if k not in ("type", "name", "inputs")}
+        options = _check_options(where, info.options, given)
+        resolved = [self.resolve(where, ref) for ref in refs]
+        kinds = {k for _, k in resolved}
+        if info.input_kind == "index" and kinds != {"index"}:
+            raise ValueError(f"{where}: reads integer indices; its inputs must be graph inputs "
+                             f"of kind 'index'")
+        if info.input_kind == "real" and "index" in kinds:
+            raise ValueError(f"{where}: an input of kind 'index' can only feed a layer that "
+                             f"reads indices (such as embedding)")
+        try:
+            signature = info.signature(options, tuple(shape for shape, _ in resolved))
         except ValueError as error:
-            raise ValueError(f"{where}: init.{key}: {error}") from None
-        parsed[key] = dict(entry)
-    return parsed
+            raise ValueError(f"{where}: {error}") from None
+        node = Node(name, kind, tuple(refs), options, signature)
+        self.nodes[name] = node
+        return node
 
 
-def _parse_layer(index: int, raw: object, in_features: int) -> LayerSpec:
-    where = f"layers[{index}]"
+def _layer_type(where: str, raw: object) -> str:
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise ValueError(f"{where}: must be an object with a string 'type', got {raw!r}")
-    kind = raw["type"]
-    where = f"layers[{index}] ({kind})"
-    if kind == "linear":
-        return _parse_linear(where, raw, in_features)
-    if kind not in ACTIVATIONS:
-        known = ", ".join(["linear", *ACTIVATIONS])
-        raise ValueError(f"layers[{index}]: unknown layer type {kind!r} (known: {known})")
-    given = {k: v for k, v in raw.items() if k != "type"}
-    return LayerSpec(kind, _check_options(where, ACTIVATIONS[kind].options, given))
+    if raw["type"] not in LAYERS:
+        raise ValueError(f"{where}: unknown layer type {raw['type']!r} "
+                         f"(known: {', '.join(LAYERS)})")
+    return raw["type"]
 
 
-def _parse_loss(raw: object, layers: tuple[LayerSpec, ...]) -> LayerSpec:
+def _parse_chain(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+    shape = _shape(raw["input_shape"], "input_shape", "[D] or [d1, ..., dk]")
+    if not shape:
+        raise ValueError("input_shape: must be [D] or [d1, ..., dk] with positive integers, "
+                         "got []")
+    if not isinstance(raw["layers"], list):
+        raise ValueError(f"layers: must be a list, got {type(raw['layers']).__name__}")
+    inputs = (Input(CHAIN_INPUT, shape),)
+    graph, previous = _Graph(inputs), CHAIN_INPUT
+    for index, item in enumerate(raw["layers"]):
+        kind = _layer_type(f"layers[{index}]", item)
+        name = f"layers.{index}"
+        graph.add(f"layers[{index}] ({kind})", name, item, [previous])
+        previous = name
+    return inputs, tuple(graph.nodes.values()), previous
+
+
+def _parse_inputs(raw: object) -> tuple[Input, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"inputs: must be an object naming at least one input, got {raw!r}")
+    inputs = []
+    for name, entry in raw.items():
+        where = f"inputs.{name}"
+        if not isinstance(entry, dict) or "shape" not in entry:
+            raise ValueError(f"{where}: must be an object with a 'shape', got {entry!r}")
+        unknown = sorted(set(entry) - {"shape", "kind"})
+        if unknown:
+            raise ValueError(f"{where}: unknown field {unknown[0]!r} (known: kind, shape)")
+        kind = entry.get("kind", "real")
+        if kind not in ("real", "index"):
+            raise ValueError(f"{where}.kind: must be 'real' or 'index', got {kind!r}")
+        shape = entry["shape"]
+        inputs.append(Input(name, _shape(shape, f"{where}.shape", "a list"), kind))
+    return tuple(inputs)
+
+
+def _parse_graph(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+    for required in ("inputs", "nodes"):
+        if required not in raw:
+            raise ValueError(f"spec: missing field {required!r}")
+    inputs = _parse_inputs(raw["inputs"])
+    if not isinstance(raw["nodes"], list) or not raw["nodes"]:
+        raise ValueError("nodes: must be a non-empty list")
+    graph = _Graph(inputs)
+    names = [item.get("name") if isinstance(item, dict) else None for item in raw["nodes"]]
+    for index, item in enumerate(raw["nodes"]):
+        name = names[index]
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"nodes[{index}]: must have a non-empty string 'name'")
+        kind = _layer_type(f"node {name!r}", item)
+        where = f"node {name!r} ({kind})"
+        if name in graph.nodes or name in graph.inputs:
+            raise ValueError(f"{where}: duplicate name (another node or input is called "
+                             f"{name!r})")
+        refs = item.get("inputs")
+        if not isinstance(refs, list) or not refs:
+            raise ValueError(f"{where}: inputs must be a non-empty list of names")
+        graph.later = {n for n in names[index:] if isinstance(n, str)}
+        graph.add(where, name, item, refs)
+    output = raw.get("output", names[-1])
+    if output not in graph.nodes:
+        raise ValueError(f"output: {output!r} is not a node (nodes: {', '.join(graph.nodes)})")
+    return inputs, tuple(graph.nodes.values()), output
+
+
+def _parse_loss(raw: object, spec: Spec) -> LayerSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise ValueError(f"loss: must be an object with a string 'type', got {raw!r}")
     kind = raw["type"]
     if kind not in LOSSES:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
-    spec = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
+    loss = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
     if kind == "bce":
-        last = layers[-1].type if layers else "input"
-        low, high = ACTIVATIONS[last].output_range if last in ACTIVATIONS else (-math.inf,) * 2
+        last = spec.node(spec.output).type if spec.nodes else "input"
+        op = LAYERS[last].op if last in LAYERS else None
+        low, high = op.output_range if op is not None else (-math.inf, math.inf)
         if low < 0 or high > 1:
             raise ValueError(f"loss (bce): needs probabilities in [0, 1], but the last layer "
                              f"({last!r}) does not produce them; end with 'sigmoid' or use "
                              f"'bce_with_logits'")
-    return spec
+    return loss
 
 
 def parse_spec(raw: object) -> Spec:
     """Validate a decoded JSON object and return the :class:`Spec` it describes."""
     if not isinstance(raw, dict):
         raise ValueError(f"spec: must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _TOP_FIELDS)
+    chain = "nodes" not in raw and "inputs" not in raw
+    known_fields = _CHAIN_FIELDS if chain else _GRAPH_FIELDS
+    unknown = sorted(set(raw) - known_fields)
     if unknown:
-        known = ", ".join(sorted(_TOP_FIELDS))
-        raise ValueError(f"spec: unknown field {unknown[0]!r} (known: {known})")
-    for required in ("input_shape", "layers", "loss"):
+        raise ValueError(f"spec: unknown field {unknown[0]!r} (known: "
+                         f"{', '.join(sorted(known_fields))})")
+    for required in ("input_shape", "layers", "loss") if chain else ("loss",):
         if required not in raw:
             raise ValueError(f"spec: missing field {required!r}")
-    shape = raw["input_shape"]
-    if not (isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and shape[0] >= 1):
-        raise ValueError(f"input_shape: must be [D] with a positive integer D, got {shape!r}")
     dtype = raw.get("dtype", "float64")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: must be 'float32' or 'float64', got {dtype!r}")
@@ -229,16 +357,13 @@ def parse_spec(raw: object) -> Spec:
     name = raw.get("name", "")
     if not isinstance(name, str):
         raise ValueError(f"name: must be a string, got {name!r}")
-    if not isinstance(raw["layers"], list):
-        raise ValueError(f"layers: must be a list, got {type(raw['layers']).__name__}")
-    layers: list[LayerSpec] = []
-    width = shape[0]
-    for index, item in enumerate(raw["layers"]):
-        layer = _parse_layer(index, item, width)
-        width = layer.options.get("out_features", width)
-        layers.append(layer)
-    loss = _parse_loss(raw["loss"], tuple(layers))
-    return Spec(tuple(shape), tuple(layers), loss, dtype, seed, name)
+    mode = raw.get("mode", "train")
+    if mode not in MODES:
+        raise ValueError(f"mode: must be 'train' or 'eval', got {mode!r}")
+    inputs, nodes, output = _parse_chain(raw) if chain else _parse_graph(raw)
+    spec = Spec(inputs, nodes, output, LayerSpec("mse"), dtype, seed, name, mode, chain)
+    return Spec(inputs, nodes, output, _parse_loss(raw["loss"], spec), dtype, seed, name, mode,
+                chain)
 
 
 def load_json(path: str | Path, what: str) -> Any:

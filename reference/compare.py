@@ -16,14 +16,17 @@ import torch
 
 import manual
 from manual.data import Data
+from manual.layers import LAYERS
 from manual.registry import DEFAULT_TOLERANCES, OPS, OpInfo, Tolerance
-from manual.spec import Spec
+from manual.spec import Node, Spec
 from reference import engine, sampling
+from reference.names import TensorName
 from reference.records import ComparisonRecord, TensorComparison
+from reference.run import Run, run_manual, run_torch
 
 
 def compare_arrays(
-    name: str, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True
+    name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True
 ) -> TensorComparison:
     """Compare the manual engine's array ``got`` with the reference ``want``.
 
@@ -33,8 +36,10 @@ def compare_arrays(
     got, want = np.asarray(got), np.asarray(want)
     rtol, atol = tolerance.rtol, tolerance.atol
     values = {"manual": got.tolist(), "reference": want.tolist()} if keep_values else {}
-    base = {"name": name, "shape": list(want.shape), "dtype": str(want.dtype),
-            "rtol": rtol, "atol": atol, **values}
+    fields = {"stage": name.stage, "node": name.node, "slot": name.slot,
+              "step": name.step} if isinstance(name, TensorName) else {}
+    base = {"name": str(name), "shape": list(want.shape), "dtype": str(want.dtype),
+            "rtol": rtol, "atol": atol, **values, **fields}
     problem = ""
     if got.shape != want.shape:
         problem = f"shape {got.shape} != reference {want.shape}"
@@ -62,42 +67,92 @@ def compare_arrays(
     )
 
 
-def spec_tolerance(spec: Spec) -> Tolerance:
-    """The loosest override among the spec's ops, or the dtype's default."""
-    ops = [OPS[layer.type] for layer in spec.layers if layer.type in OPS] + [OPS[spec.loss.type]]
-    overrides = [op.tolerances[spec.dtype] for op in ops if spec.dtype in op.tolerances]
+def spec_tolerance(spec: Spec, stage: str = "forward") -> Tolerance:
+    """The loosest override among the spec's layers and loss for ``stage``, or the default."""
+    overrides = [LAYERS[node.type].tolerance(spec.dtype, stage) for node in spec.nodes]
+    overrides.append(OPS[spec.loss.type].tolerance(spec.dtype, stage))
+    overrides = [t for t in overrides if t.reason != "default"]
     if not overrides:
         return DEFAULT_TOLERANCES[spec.dtype]
     return Tolerance(max(t.rtol for t in overrides), max(t.atol for t in overrides),
                      "; ".join(sorted({t.reason for t in overrides})))
 
 
-def default_dloss(spec: Spec, loss_shape: tuple[int, ...]) -> np.ndarray:
-    """1 for a reduced loss (as ``loss.backward()``); a seeded random array for ``none``."""
-    if not loss_shape:
-        return np.asarray(1.0, dtype=spec.dtype)
-    rng = np.random.default_rng([spec.seed, 1])
-    return rng.standard_normal(loss_shape).astype(spec.dtype)
+def grad_name(spec: Spec, ref: str) -> TensorName:
+    r"""The name of :math:`\partial L/\partial` a value (``backward: output`` at the output)."""
+    return TensorName("backward", "output" if ref == spec.output else ref)
+
+
+def _edge_name(spec: Spec, node: Node, j: int) -> TensorName:
+    """The tensor that says whether ``node`` sent the right gradient along input edge ``j``."""
+    ref = node.inputs[j]
+    if ref in spec.shared():
+        repeated = node.inputs.count(ref) > 1
+        return TensorName("edge", node.name, f"{ref} (input {j})" if repeated else ref)
+    return grad_name(spec, ref)
 
 
 def _first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str | None:
-    def where(i: int) -> str:
-        return f"layers.{i} ({spec.layers[i].type})"
+    """Forward: the first node (in topological order) whose output or state differs; else
+    the loss; else the first node, going backward, whose input-edge or parameter gradients
+    differ. For a chain this is round 1's answer."""
+    def failed(name: TensorName | str) -> bool:
+        tensor = by_name.get(str(name))
+        return tensor is not None and not tensor.passed
 
-    n = len(spec.layers)
-    for i in range(n):
-        if not by_name[f"forward: layers.{i}"].passed:
-            return f"forward: {where(i)}"
-    if not by_name["forward: loss"].passed:
+    for node in spec.nodes:
+        outputs = [TensorName("forward", node.name)]
+        outputs += [TensorName("forward", f"{node.name}.{o}") for o in
+                    list(node.signature.outputs)[1:]]
+        if any(failed(name) for name in outputs):
+            return f"forward: {node.name} ({node.type})"
+        if any(failed(TensorName("state", node.name, k)) for k in node.signature.state):
+            return f"state: {node.name} ({node.type})"
+    if failed("forward: loss"):
         return f"forward: loss ({spec.loss.type})"
-    if not by_name["backward: output"].passed:
+    if failed("backward: output"):
         return f"backward: loss ({spec.loss.type})"
-    for i in range(n - 1, -1, -1):
-        below = f"backward: layers.{i - 1}" if i else "backward: input"
-        own = [t for name, t in by_name.items() if name.startswith(f"backward: layers.{i}.")]
-        if not by_name[below].passed or not all(t.passed for t in own):
-            return f"backward: {where(i)}"
+    for node in reversed(spec.nodes):
+        edges = [_edge_name(spec, node, j) for j in range(len(node.inputs))]
+        own = [TensorName("backward", node.name, k) for k in node.signature.params]
+        if any(failed(name) for name in [*edges, *own]):
+            return f"backward: {node.name} ({node.type})"
     return None
+
+
+def run_tensors(spec: Spec, run: Run) -> dict[str, tuple[TensorName | str, Any, str]]:
+    """Every tensor a run of ``spec`` is judged on, by printed name: (name, value, pass).
+
+    The names come from the spec, so two runs line up even where one lacks a value.
+    """
+    index_inputs = {i.name for i in spec.inputs if i.kind == "index"}
+    items: list[tuple[TensorName | str, Any, str]] = [("forward: loss", run.loss, "forward")]
+    for node in spec.nodes:
+        names = [node.name, *(f"{node.name}.{o}" for o in list(node.signature.outputs)[1:])]
+        items += [(TensorName("forward", n), run.values.get(n), "forward") for n in names]
+        items += [(TensorName("state", node.name, k), run.state.get(f"{node.name}.{k}"),
+                   "forward") for k in node.signature.state]
+    items.append((grad_name(spec, spec.output), run.grad_at.get(spec.output), "backward"))
+    items += [(TensorName("backward", n.name), run.grad_at.get(n.name), "backward")
+              for n in spec.nodes if n.name != spec.output]
+    shared = spec.shared()
+    items += [(_edge_name(spec, node, j), run.grad_in.get((node.name, j)), "backward")
+              for node in spec.nodes for j, ref in enumerate(node.inputs)
+              if ref in shared and ref not in index_inputs]
+    items += [(TensorName("backward", i.name), run.grad_at.get(i.name), "backward")
+              for i in spec.inputs if i.kind == "real"]
+    items += [(TensorName("backward", node.name, k), run.param_grads.get(f"{node.name}.{k}"),
+               "backward") for node in spec.nodes for k in node.signature.params]
+    return {str(name): (name, value, stage) for name, value, stage in items}
+
+
+def compare_runs(spec: Spec, mine: Run, ref: Run, *, keep_values: bool = False
+                 ) -> list[TensorComparison]:
+    """Every tensor of two runs of ``spec``, compared (forward and backward tolerances apart)."""
+    tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
+    got = run_tensors(spec, mine)
+    return [compare_arrays(name, got[key][1], want, tolerances[stage], keep_values)
+            for key, (name, want, stage) in run_tensors(spec, ref).items()]
 
 
 def compare_network(
@@ -105,40 +160,32 @@ def compare_network(
     data: Data,
     *,
     params: Mapping[str, np.ndarray] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
     dloss: np.ndarray | None = None,
+    noise: Mapping[str, np.ndarray] | None = None,
     keep_values: bool = True,
 ) -> ComparisonRecord:
     """Run ``spec`` on ``data`` in both engines and compare every tensor.
 
-    The record holds the loss, the output, every layer's output and upstream
-    gradient, the input gradient and every parameter gradient (``layers.{i}.weight``).
+    The record holds the loss, every node's output and state, the gradient at every value
+    (``backward: output`` at the output, ``backward: input`` at a chain's input), each shared
+    value's per-edge gradient and every parameter gradient (``backward: layers.0.weight``).
+    Both engines get the same starting slots, upstream gradient and noise (a dropout mask
+    drawn by the harness).
     """
     params = dict(manual.initial_parameters(spec) if params is None else params)
-    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
-    output = net.forward(data.x.copy())
-    loss = net.loss(output, data.y)
-    if dloss is None:
-        dloss = default_dloss(spec, np.shape(loss))
-    net.backward(dloss)
-    ref = engine.run(engine.build(spec, params), data.x, data.y, dloss)
-
-    tolerance = spec_tolerance(spec)
-    pairs: list[tuple[str, Any, Any]] = [("forward: loss", loss, ref.loss)]
-    pairs += [(f"forward: layers.{i}", m, r) for i, (m, r) in
-              enumerate(zip(net.outputs, ref.outputs, strict=True))]
-    pairs += [("backward: output", net.upstream[-1] if net.upstream else net.input_grad,
-               ref.loss_grad)]
-    pairs += [(f"backward: layers.{i}", net.upstream[i], ref.upstream[i])
-              for i in range(len(spec.layers) - 1)]
-    pairs += [("backward: input", net.input_grad, ref.input_grad)]
-    grads = net.named_grads()
-    pairs += [(f"backward: {name}", grads.get(name), ref.grads[name]) for name in ref.grads]
-    tensors = [compare_arrays(name, m, r, tolerance, keep_values) for name, m, r in pairs]
+    state = dict(manual.initial_state(spec) if state is None else state)
+    if noise is None:
+        noise = manual.draw_noise(spec, len(data.x))
+    ref = run_torch(spec, data, params=params, state=state, dloss=dloss, noise=noise)
+    mine = run_manual(spec, data, params=params, state=state, dloss=ref.dloss, noise=noise)
+    tensors = compare_runs(spec, mine, ref, keep_values=keep_values)
     by_name = {t.name: t for t in tensors}
+    reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
     return ComparisonRecord(
         subject=spec.name or "network", kind="network", dtype=spec.dtype, seed=spec.seed,
         passed=all(t.passed for t in tensors), first_divergence=_first_divergence(spec, by_name),
-        tolerance_reason=tolerance.reason, tensors=tensors, spec=spec.to_dict(),
+        tolerance_reason="; ".join(sorted(reasons)), tensors=tensors, spec=spec.to_dict(),
     )
 
 
@@ -168,7 +215,7 @@ def compare_op(
         x = sampling.op_input(op, shape, rng, dtype)
     else:
         x, shape = np.asarray(x, dtype=dtype), np.shape(x)
-    tolerance = op.tolerance(dtype)
+    forward, backward = op.tolerance(dtype, "forward"), op.tolerance(dtype, "backward")
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     fn = engine.torch_callable(op)
     if op.kind == "loss":
@@ -186,14 +233,15 @@ def compare_op(
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy.copy()))
     tensors = [
-        compare_arrays("forward: output", y, ty.detach().numpy(), tolerance, keep_values),
+        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values),
         compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
-                       tolerance, keep_values),
+                       backward, keep_values),
     ]
     passed = all(t.passed for t in tensors)
     divergence = None if passed else next(t.name for t in tensors if not t.passed)
     return ComparisonRecord(
         subject=op.name, kind=op.kind, dtype=dtype, seed=seed, passed=passed,
-        first_divergence=divergence, tolerance_reason=tolerance.reason, tensors=tensors,
+        first_divergence=divergence,
+        tolerance_reason="; ".join(sorted({forward.reason, backward.reason})), tensors=tensors,
         options={**options, **({"target": kind} if kind else {})},
     )

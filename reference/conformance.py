@@ -27,15 +27,16 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import torch
 
 import manual
 from manual.data import Data
 from manual.registry import ACTIVATIONS, OPS, OpInfo, Tolerance
 from manual.spec import Spec
-from reference import engine, matrix, sampling
+from reference import matrix, mirror, sampling
 from reference.compare import compare_arrays, compare_network, compare_op, spec_tolerance
 from reference.records import ComparisonRecord, TensorComparison
+from reference.rounding import rounding_excuse
+from reference.run import run_manual, run_torch
 
 PROTOCOLS = ("single", "accumulate", "stale_cache", "no_mutation")
 UNCHANGED = Tolerance(0.0, 0.0, "must be left unchanged, bit for bit")
@@ -66,36 +67,32 @@ def _record(subject: str, kind: str, dtype: str, seed: int, reason: str,
     )
 
 
-def _manual_pass(net: manual.Network, x: np.ndarray, y: np.ndarray, dloss: Any) -> None:
-    net.loss(net.forward(x), y)
-    net.backward(dloss)
-
-
 def _dloss(spec: Spec, data: Data) -> Any:
-    """The upstream gradient compare_network would use for this spec and batch."""
-    from reference.compare import default_dloss
-
-    net = manual.build(spec)
-    shape = np.shape(net.loss(net.forward(data.x.copy()), data.y))
-    return default_dloss(spec, shape)
+    """The upstream gradient compare_network uses: from the *reference's* loss shape."""
+    return run_torch(spec, data).dloss
 
 
 def _torch_grads(spec: Spec, params: Mapping[str, np.ndarray],
-                 passes: list[tuple[np.ndarray, np.ndarray]], dloss: Any) -> dict[str, np.ndarray]:
-    """Backward once per (x, y) in ``passes`` with no zero_grad in between: ``.grad`` sums."""
-    net = engine.build(spec, params)
-    for x, y in passes:
-        outputs = net(torch.from_numpy(x.copy()))
-        top = outputs[-1]
-        loss = net.loss_fn(top, torch.from_numpy(y), **net.loss_options)
-        loss.backward(torch.from_numpy(np.asarray(dloss, dtype=spec.dtype)))
-    return {name: p.grad.detach().numpy() for name, p in net.named_parameters()
-            if p.grad is not None}
+                 passes: list[tuple[Data, Any]]) -> dict[str, np.ndarray]:
+    """Backward once per (data, dloss) in ``passes`` with no zero_grad in between: ``.grad``
+    sums, as the manual engine's ``grads`` must."""
+    net = mirror.build(spec, params)
+    noise = manual.draw_noise(spec, len(passes[0][0].x))
+    grads: dict[str, np.ndarray] = {}
+    for data, dloss in passes:
+        net.zero_grad(set_to_none=False)
+        run = run_torch(spec, data, dloss=dloss, noise=noise, net=net)
+        grads = {k: grads[k] + v if k in grads else v for k, v in run.param_grads.items()}
+    return grads
+
+
+def _manual_net(spec: Spec, params: Mapping[str, np.ndarray]) -> manual.Network:
+    return manual.build(spec, {k: v.copy() for k, v in params.items()})
 
 
 def _grad_record(check: str, spec: Spec, manual_grads: Mapping[str, np.ndarray],
                  torch_grads: Mapping[str, np.ndarray]) -> ComparisonRecord:
-    tolerance = spec_tolerance(spec)
+    tolerance = spec_tolerance(spec, "backward")
     tensors = [compare_arrays(f"{check}: {name}", manual_grads.get(name), want, tolerance,
                               keep_values=False) for name, want in torch_grads.items()]
     return _record(spec.name or "network", "network", spec.dtype, spec.seed,
@@ -103,18 +100,34 @@ def _grad_record(check: str, spec: Spec, manual_grads: Mapping[str, np.ndarray],
 
 
 def check_single(spec: Spec, data: Data) -> ComparisonRecord:
-    """One forward and backward pass, every tensor compared (the differential core)."""
-    return compare_network(spec, data, keep_values=False)
+    """One forward and backward pass, every tensor compared (the differential core).
+
+    A float32 failure within the *measured* rounding bound (torch re-run in float64, as the
+    fuzzer judges it: :mod:`reference.rounding`) passes, with the bound in the reason: near
+    saturation a gradient such as bce's :math:`(x - t)/(x(1 - x))` amplifies the forward's
+    allowed rounding of :math:`x` by :math:`1/(1 - x)`. A real mistake misses the bound by
+    orders of magnitude.
+    """
+    record = compare_network(spec, data, keep_values=spec.dtype == "float32")
+    if not record.passed and spec.dtype == "float32":
+        excuse = rounding_excuse(spec, data, record, record)
+        if excuse:
+            record.passed, record.first_divergence = True, None
+            record.tolerance_reason += f"; float32 rounding, measured: {excuse}"
+    for tensor in record.tensors:
+        tensor.manual = tensor.reference = None
+    return record
 
 
 def check_accumulate(spec: Spec, data: Data) -> ComparisonRecord:
     """Two backward passes without ``zero_grad``: gradients add up, as in ``.grad``."""
     params = manual.initial_parameters(spec)
     dloss = _dloss(spec, data)
-    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    net = _manual_net(spec, params)
+    noise = manual.draw_noise(spec, len(data.x))
     for _ in range(2):
-        _manual_pass(net, data.x.copy(), data.y, dloss)
-    want = _torch_grads(spec, params, [(data.x, data.y)] * 2, dloss)
+        run_manual(spec, data, dloss=dloss, noise=noise, net=net)
+    want = _torch_grads(spec, params, [(data, dloss)] * 2)
     return _grad_record("accumulate", spec, net.named_grads(), want)
 
 
@@ -127,16 +140,18 @@ def check_stale_cache(spec: Spec, data: Data) -> ComparisonRecord:
     """Forward on batch A, then forward, loss and backward on B: gradients are B's alone."""
     params = manual.initial_parameters(spec)
     dloss = _dloss(spec, data)
-    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
-    net.forward(other_batch(data.x))
-    _manual_pass(net, data.x.copy(), data.y, dloss)
-    want = _torch_grads(spec, params, [(data.x, data.y)], dloss)
-    got = dict(net.named_grads())
-    record = _grad_record("stale_cache", spec, got, want)
+    net = _manual_net(spec, params)
+    noise = manual.draw_noise(spec, len(data.x))
+    net.forward({k: other_batch(v) if v.dtype.kind == "f" else v
+                 for k, v in data.feed(spec).items()}, noise)
+    mine = run_manual(spec, data, dloss=dloss, noise=noise, net=net)
+    ref = run_torch(spec, data, params=params, dloss=dloss, noise=noise)
+    record = _grad_record("stale_cache", spec, net.named_grads(), ref.param_grads)
     # The input gradient also depends on the cache; torch's comes from a fresh pass.
-    ref = engine.run(engine.build(spec, params), data.x, data.y, dloss)
-    record.tensors.append(compare_arrays("stale_cache: input", net.input_grad, ref.input_grad,
-                                         spec_tolerance(spec), keep_values=False))
+    first = spec.inputs[0].name
+    record.tensors.append(compare_arrays("stale_cache: input", mine.grad_at.get(first),
+                                         ref.grad_at[first], spec_tolerance(spec, "backward"),
+                                         keep_values=False))
     return _record(record.subject, "network", spec.dtype, spec.seed, record.tolerance_reason,
                    record.tensors, spec, {"check": "stale_cache"})
 
@@ -149,7 +164,9 @@ def check_no_mutation(spec: Spec, data: Data) -> ComparisonRecord:
     net = manual.build(spec, params)
     before = {"x": x.copy(), "y": y.copy(), "dloss": dloss.copy(),
               **{k: v.copy() for k, v in params.items()}}
-    _manual_pass(net, x, y, dloss)
+    net.loss(net.forward({**data.feed(spec), spec.inputs[0].name: x},
+                         manual.draw_noise(spec, len(x))), y)
+    net.backward(dloss)
     after = {"x": x, "y": y, "dloss": dloss, **net.named_parameters()}
     tensors = [unchanged(name, after[name], want) for name, want in before.items()]
     return _record(spec.name or "network", "network", spec.dtype, spec.seed, UNCHANGED.reason,
@@ -227,6 +244,13 @@ def suite(dtypes: tuple[str, ...] = matrix.DTYPES) -> Iterator[tuple[str, Check]
         data = matrix.network_data(spec)
         for protocol in PROTOCOLS:
             yield f"{protocol} {net_case.id}", partial(run_protocol, protocol, spec, data)
+    for name in matrix.GRAPHS:
+        for dtype in dtypes:
+            spec = matrix.graph_spec(name, dtype)
+            data = matrix.graph_data(spec)
+            for protocol in PROTOCOLS:
+                yield f"{protocol} graph {name}-{dtype}", partial(run_protocol, protocol, spec,
+                                                                  data)
 
 
 def first_failure(dtypes: tuple[str, ...] = matrix.DTYPES) -> tuple[str, str] | None:

@@ -111,3 +111,41 @@ def network_cases(dtypes: tuple[str, ...] = DTYPES) -> Iterator[NetworkCase]:
         for loss in LOSSES:
             for dtype in dtypes:
                 yield NetworkCase(activation, loss, dtype)
+
+
+# Graphs every protocol also runs on: a residual block, two branches concatenated, and a
+# value read twice by one node (its gradient is the sum of both edges').
+GRAPHS: dict[str, dict[str, Any]] = {
+    "residual": {"inputs": {"x": {"shape": [6]}}, "nodes": [
+        {"name": "fc1", "type": "linear", "inputs": ["x"], "out_features": 6},
+        {"name": "act", "type": "tanh", "inputs": ["fc1"]},
+        {"name": "skip", "type": "add", "inputs": ["act", "x"]},
+        {"name": "head", "type": "linear", "inputs": ["skip"], "out_features": 3}],
+        "loss": {"type": "cross_entropy"}},
+    "branches": {"inputs": {"x": {"shape": [5]}}, "nodes": [
+        {"name": "left", "type": "linear", "inputs": ["x"], "out_features": 4},
+        {"name": "left_act", "type": "sigmoid", "inputs": ["left"]},
+        {"name": "right", "type": "linear", "inputs": ["x"], "out_features": 3},
+        {"name": "both", "type": "concat", "inputs": ["left_act", "right"]},
+        {"name": "head", "type": "linear", "inputs": ["both"], "out_features": 2}],
+        "loss": {"type": "mse"}},
+    "twice": {"inputs": {"x": {"shape": [4]}}, "nodes": [
+        {"name": "fc", "type": "linear", "inputs": ["x"], "out_features": 4},
+        {"name": "double", "type": "add", "inputs": ["fc", "fc"]},
+        {"name": "act", "type": "softplus", "inputs": ["double"]},
+        {"name": "flat", "type": "flatten", "inputs": ["act"]},
+        {"name": "head", "type": "linear", "inputs": ["flat"], "out_features": 3}],
+        "loss": {"type": "mse"}},
+}
+
+
+def graph_spec(name: str, dtype: str, seed: int = 0) -> Spec:
+    return manual.parse_spec({"name": name, **GRAPHS[name], "dtype": dtype, "seed": seed})
+
+
+def graph_data(spec: Spec, batch: int = 5) -> manual.Data:
+    rng = np.random.default_rng([spec.seed, 2])
+    x = rng.standard_normal((batch, *spec.input_shape))
+    if spec.loss.type == "cross_entropy":
+        return manual.make_data(spec, x, rng.integers(0, spec.output_width, batch))
+    return manual.make_data(spec, x, rng.standard_normal((batch, *spec.output_shape)))

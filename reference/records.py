@@ -40,6 +40,10 @@ class TensorComparison:
     problem: str = ""
     manual: Any = None
     reference: Any = None
+    stage: str = ""
+    node: str = ""
+    slot: str = ""
+    step: int | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:

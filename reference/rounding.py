@@ -30,9 +30,9 @@ import numpy as np
 import manual
 from manual.data import Data
 from manual.spec import Spec
-from reference import engine
-from reference.compare import default_dloss
+from reference.compare import run_tensors
 from reference.records import ComparisonRecord
+from reference.run import default_dloss, run_torch
 
 KAPPA = 4.0
 # Protocol tensors and the single-pass tensor (and multiple of it) whose rounding they carry.
@@ -42,18 +42,19 @@ _PROTOCOL_PREFIX = {"accumulate: ": ("backward: ", 2.0), "stale_cache: ": ("back
 def _float64_values(spec: Spec, data: Data, loss_shape: tuple[int, ...],
                     params: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Every tensor of a single comparison, computed by PyTorch in float64."""
+    def wide(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+                for k, v in arrays.items()}
+
     start = manual.initial_parameters(spec) if params is None else params
-    wide_params = {k: np.asarray(v).astype(np.float64) for k, v in start.items()}
     dloss = np.asarray(default_dloss(spec, loss_shape), dtype=np.float64)
     y = data.y if data.y.dtype.kind == "i" else data.y.astype(np.float64)
-    wide = dataclasses.replace(spec, dtype="float64")
-    run = engine.run(engine.build(wide, wide_params), data.x.astype(np.float64), y, dloss)
-    values = {"forward: loss": run.loss, "backward: output": run.loss_grad,
-              "backward: input": run.input_grad}
-    values |= {f"forward: layers.{i}": out for i, out in enumerate(run.outputs)}
-    values |= {f"backward: layers.{i}": up for i, up in enumerate(run.upstream)}
-    values |= {f"backward: {name}": grad for name, grad in run.grads.items()}
-    return values
+    wide_spec = dataclasses.replace(spec, dtype="float64")
+    wide_data = Data(data.x.astype(np.float64), y, wide(data.others))
+    run = run_torch(wide_spec, wide_data, params=wide(start),
+                    state=wide(manual.initial_state(spec)), dloss=dloss,
+                    noise=wide(manual.draw_noise(spec, len(data.x))))
+    return {key: value for key, (_, value, _) in run_tensors(wide_spec, run).items()}
 
 
 def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,

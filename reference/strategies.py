@@ -42,6 +42,7 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import Spec
+from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 
 DTYPES = ("float32", "float64")
@@ -371,11 +372,22 @@ def fuzz_cases(
     max_batch: int = 32,
     **spec_kwargs: Any,
 ) -> FuzzCase:
-    """A :class:`FuzzCase`; keyword arguments go to :func:`specs`."""
+    """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
+
+    One case in eight is a graph with skip connections and concatenations
+    (:func:`reference.graph_strategies.graphs`); every case is, when ``include`` names a
+    graph op (``add``, ``concat``).
+    """
     from reference.conformance import PROTOCOLS
 
-    spec = draw(specs(**spec_kwargs))
-    data = draw(datasets(spec, max_batch=max_batch))
+    wanted = [op for op in spec_kwargs.get("include", ()) if op in GRAPH_OPS]
+    if wanted or (not spec_kwargs.get("include") and draw(st.integers(0, 7)) == 0):
+        dtypes = spec_kwargs.get("dtypes", DTYPES)
+        spec = draw(graphs(include=wanted, dtypes=dtypes))
+        data = draw(graph_data(spec, max_batch=max_batch))
+    else:
+        spec = draw(specs(**spec_kwargs))
+        data = draw(datasets(spec, max_batch=max_batch))
     pool = list(protocols or PROTOCOLS)
     # sampled_from would favour the first protocol heavily; a wide integer spreads the
     # draws evenly and still shrinks toward the first (the single pass).

@@ -1,12 +1,12 @@
 """The bug zoo: realistic backprop mistakes, injected into the manual engine at test time.
 
 Each :class:`Mutant` names one mistake, describes it in a line and knows how to inject
-it by monkeypatching: a registry entry replaced with ``dataclasses.replace(op,
-backward=...)`` (in :data:`manual.registry.ACTIVATIONS`/``LOSSES`` and ``OPS``), or a
-global of :mod:`manual.network` (``linear_backward``, ``Linear.backward``, ...). The
-engine's source is never edited. :func:`conformance_kill` and :func:`fuzz_kill` say
-whether the conformance suite and the fuzzer catch a mutant; a harness that lets one
-live is not testing what it claims to.
+it: a registry entry replaced with ``dataclasses.replace(entry, backward=...)`` (an op in
+:data:`manual.registry.ACTIVATIONS`/``LOSSES`` and ``OPS``, a layer in
+:data:`manual.layers.LAYERS`), or a method of the generic layer or of the graph executor
+(``Layer.backward``, ``Network.accumulate``). The engine's source is never edited.
+:func:`conformance_kill` and :func:`fuzz_kill` say whether the conformance suite and the
+fuzzer catch a mutant; a harness that lets one live is not testing what it claims to.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
-import manual.network
 from manual import registry
+from manual.layers import LAYERS
+from manual.layers.core import linear_with
+from manual.module import Layer
+from manual.network import Network
 from manual.ops import classification_losses as cls
+from manual.ops import merge
 from manual.ops import piecewise as pw
 from manual.ops import smooth as sm
-from manual.ops.linear import LinearCache
+from manual.ops.linear import LinearCache, linear_backward, linear_forward
 from manual.ops.reduction import upstream
 
 Patch = tuple[Any, str, Any]  # (dict or object, key or attribute, replacement)
@@ -99,38 +103,59 @@ def _linear_forward_float64(x: Any, weight: Any, bias: Any) -> Any:
     return y, LinearCache(x, weight)
 
 
+def _layer(name: str, **changes: Any) -> Callable[[], list[Patch]]:
+    """Replace layer entry ``name`` of :data:`manual.layers.LAYERS`."""
+    return lambda: [(LAYERS, name, dataclasses.replace(LAYERS[name], **changes))]
+
+
+def _linear_pair(forward: Callable[..., Any] = linear_forward,
+                 backward: Callable[..., Any] = linear_backward) -> Callable[[], list[Patch]]:
+    """The linear entry with a mutated forward or backward pair underneath."""
+    return lambda: [(LAYERS, "linear", linear_with(forward, backward))]
+
+
 def _overwriting_backward(self: Any, dy: Any) -> Any:
-    dx, dweight, dbias = manual.network.linear_backward(dy, self.cache)
-    self.grads["weight"] = dweight
-    if "bias" in self.grads:
-        self.grads["bias"] = dbias
-    return dx
+    dinputs, dparams = self.info.backward(dy, self.cache)
+    for name, grad in dparams.items():
+        self.grads[name] = grad
+    return dinputs
 
 
-def _first_cache_forward(self: Any, x: Any) -> Any:
-    y, cache = manual.network.linear_forward(x, self.params["weight"], self.params.get("bias"))
+def _first_cache_forward(self: Any, *inputs: Any) -> Any:
+    y, cache, _ = self.info.forward(inputs, self.params, self.state, self.noise,
+                                    training=self.training, **self.options)
     if self.cache is None:
         self.cache = cache
     return y
 
 
-def _backward_skipping_first(self: Any, dloss: Any = 1.0) -> Any:
-    dy = self.loss_op.backward(np.asarray(dloss, dtype=np.dtype(self.spec.dtype)),
-                               self._loss_cache)
-    self.upstream = [dy] * len(self.layers)
-    for i in range(len(self.layers) - 1, 0, -1):  # off by one: layer 0 is never reached
-        self.upstream[i] = dy
-        dy = self.layers[i].backward(dy)
-    self.input_grad = dy
-    return dy
+def _backward_skipping_first(self: Any, grad: Any) -> Any:
+    grads = {self.spec.output: grad}
+    for node in reversed(self.spec.nodes[1:]):  # off by one: node 0 is never reached
+        if node.name in grads:
+            dinputs = self.modules[node.name].backward(grads[node.name])
+            for ref, dx in zip(node.inputs, dinputs, strict=True):
+                self.accumulate(grads, ref, dx)
+    self.grad_at = grads
+    self.input_grads = {i.name: grads.get(i.name) for i in self.spec.inputs}
+    return self.input_grads[self.spec.inputs[0].name]
 
 
-def _network(attribute: str, value: Any) -> Callable[[], list[Patch]]:
-    return lambda: [(manual.network, attribute, value)]
+def _assign_at_fan_in(self: Any, grads: Any, ref: str, dx: Any) -> None:
+    grads[ref] = dx
 
 
-def _linear_layer(attribute: str, value: Any) -> Callable[[], list[Patch]]:
-    return lambda: [(manual.network.Linear, attribute, value)]
+def _add_drops_skip(dy: Any, cache: Any) -> Any:
+    return (dy, *(np.zeros_like(dy) for _ in range(cache.arity - 1))), {}
+
+
+def _concat_split_shifted(dy: Any, cache: Any) -> Any:
+    rolled = np.roll(dy, -1, axis=cache.axis)  # every offset one element too far
+    return merge.concat_backward(rolled, cache), {}
+
+
+def _method(owner: Any, name: str, value: Any) -> Callable[[], list[Patch]]:
+    return lambda: [(owner, name, value)]
 
 
 # ---- activations -----------------------------------------------------------------------
@@ -224,19 +249,28 @@ def _kl_backward_batchmean_as_mean(dloss: Any, cache: Any) -> Any:
 
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("linear_dW_transposed", "forgotten transpose: dW = xᵀ·dy (in × out) instead of dyᵀ·x",
-           _network("linear_backward", _linear_dw_transposed)),
+           _linear_pair(backward=_linear_dw_transposed)),
     Mutant("bias_grad_not_summed", "bias gradient taken from the first sample, not summed over "
-           "the batch", _network("linear_backward", _linear_bias_first_sample)),
+           "the batch", _linear_pair(backward=_linear_bias_first_sample)),
     Mutant("linear_float64", "float64 silently used in a float32 run: the linear layer "
            "multiplies in float64 and never casts back",
-           _network("linear_forward", _linear_forward_float64)),
+           _linear_pair(forward=_linear_forward_float64)),
     Mutant("grad_overwritten", "gradients assigned (=) instead of accumulated (+=): a second "
            "backward without zero_grad loses the first",
-           _linear_layer("backward", _overwriting_backward)),
-    Mutant("stale_cache", "the linear layer caches its input only on the first forward, so "
-           "backward uses a previous batch", _linear_layer("forward", _first_cache_forward)),
+           _method(Layer, "backward", _overwriting_backward)),
+    Mutant("stale_cache", "a layer caches its input only on the first forward, so backward "
+           "uses a previous batch", _method(Layer, "forward", _first_cache_forward)),
     Mutant("skip_first_layer", "off-by-one in the backward loop: layer 0 never gets its "
-           "gradient", lambda: [(manual.network.Network, "backward", _backward_skipping_first)]),
+           "gradient", _method(Network, "backward_from", _backward_skipping_first)),
+    Mutant("fan_in_assigned", "where a value feeds two nodes, the second gradient replaces the "
+           "first (=) instead of adding to it (+=)",
+           _method(Network, "accumulate", _assign_at_fan_in), ("add",)),
+    Mutant("skip_gradient_dropped", "add backward sends the gradient down the first input "
+           "only: a skip connection's gradient is dropped",
+           _layer("add", backward=_add_drops_skip), ("add",)),
+    Mutant("concat_offset_shifted", "concat backward splits the upstream gradient one element "
+           "past each input's offset", _layer("concat", backward=_concat_split_shifted),
+           ("concat",)),
     Mutant("relu_grad_at_zero", "relu'(0) = 1 (x >= 0) instead of PyTorch's 0",
            lambda: _op("relu", forward=_relu_forward_x, backward=_relu_backward_ge), ("relu",)),
     Mutant("relu_mutates_upstream", "relu backward zeroes the upstream gradient in place "
@@ -328,7 +362,7 @@ def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from reference.fuzz import fails
+    from reference.fuzz import fails, fixed_constants
     from reference.strategies import fuzz_cases
 
     # No explain phase: it re-runs the shrunk case many times to annotate it, which
@@ -336,7 +370,7 @@ def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
     budget = settings(max_examples=max_examples, derandomize=True, database=None,
                       deadline=None, suppress_health_check=list(HealthCheck),
                       phases=(Phase.generate, Phase.shrink) if shrink else (Phase.generate,))
-    with mutant.inject():
+    with mutant.inject(), fixed_constants():
         try:
             return find(fuzz_cases(include=mutant.ops), fails, settings=budget)
         except NoSuchExample:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import manual
+from manual.layers import LAYERS
 from manual.registry import ACTIVATIONS
 from reports import meanfield
 
@@ -165,23 +166,29 @@ def draw_data(setting: Setting, seed: int, var: float) -> tuple[np.ndarray, np.n
     return x, projection
 
 
+def _split(spec: manual.Spec, per_node: Mapping[str, np.ndarray]
+           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-node arrays split into the affine layers' and the activations' (by structure)."""
+    affine = [per_node[n.name] for n in spec.nodes if LAYERS[n.type].structure == "affine"]
+    others = [per_node[n.name] for n in spec.nodes if LAYERS[n.type].structure != "affine"]
+    return affine, others
+
+
 def run_manual(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray,
                projection: np.ndarray, clip: float | None = None) -> Trace:
-    """The manual engine: forward, then backward from :math:`\\partial L/\\partial a_L = P`."""
+    r"""The manual engine: forward, then backward from :math:`\partial L/\partial a_L = P`."""
     from manual.clip import clip_grad_norm
 
     net = manual.build(spec, {k: v.copy() for k, v in params.items()})
     net.forward(x.copy())
-    upstream: list[np.ndarray] = [projection] * len(net.layers)
-    dy = projection.copy()
-    for i in range(len(net.layers) - 1, -1, -1):
-        upstream[i] = dy
-        dy = net.layers[i].backward(dy)
+    net.backward_from(projection.copy())
     if clip is not None:
         clip_grad_norm(net.named_grads(), clip)
     grads = net.named_grads()
-    return Trace(h=net.outputs[0::2], a=net.outputs[1::2], delta=upstream[0::2],
-                 grad_weight=[grads[f"layers.{i}.weight"] for i in range(0, len(net.layers), 2)])
+    h, a = _split(spec, net.values)
+    delta, _ = _split(spec, net.grad_at)
+    return Trace(h=h, a=a, delta=delta,
+                 grad_weight=[v for k, v in grads.items() if k.endswith(".weight")])
 
 
 def run_torch(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray,
@@ -189,20 +196,22 @@ def run_torch(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray
     """PyTorch autograd on the same spec, parameters, inputs and projection."""
     import torch
 
-    from reference import engine
+    from reference import mirror
 
-    net = engine.build(spec, params)
-    outputs = net(torch.from_numpy(x.copy()))
-    for out in outputs:
-        out.retain_grad()
-    (outputs[-1] * torch.from_numpy(projection)).sum().backward()
+    net = mirror.build(spec, params)
+    values, _ = net({spec.inputs[0].name: torch.from_numpy(x.copy())})
+    for value in values.values():
+        if value.requires_grad:
+            value.retain_grad()
+    (values[spec.output] * torch.from_numpy(projection)).sum().backward()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    numpy = [o.detach().numpy() for o in outputs]
-    grads = [np.asarray(o.grad) for o in outputs[0::2]]
-    weights = [np.asarray(p.grad) for name, p in net.named_parameters()
+    h, a = _split(spec, {k: v.detach().numpy() for k, v in values.items()})
+    delta, _ = _split(spec, {k: np.asarray(v.grad) for k, v in values.items()
+                             if v.grad is not None})
+    weights = [np.asarray(p.grad) for name, p in net.named_slots("params").items()
                if name.endswith(".weight")]
-    return Trace(h=numpy[0::2], a=numpy[1::2], delta=grads, grad_weight=weights)
+    return Trace(h=h, a=a, delta=delta, grad_weight=weights)
 
 
 ENGINES: Mapping[str, Callable[..., Trace]] = {"manual": run_manual, "torch": run_torch}

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import manual
-from manual import network as network_module
 from manual.gradcheck import GOOD, GradcheckRecord, check_function, check_network, complex_ops
 from manual.gradcheck.core import DEFAULT_EPS
-from manual.gradcheck.network import ROWWISE, NetworkEvaluator, complex_refusal
+from manual.gradcheck.network import NetworkEvaluator, complex_refusal
+from manual.layers import LAYERS
+from manual.layers.core import linear_with
+from manual.ops.linear import linear_backward
 from manual.registry import ACTIVATIONS, LOSSES, OPS
 from reference import records
 from reference.matrix import network_cases, network_data, network_spec
@@ -113,7 +115,7 @@ def test_rowwise_activations_are_exactly_the_ones_that_mix_a_row() -> None:
         bumped[0, 1] += 0.1
         changed = op.forward(bumped, **op.defaults())[0] != y0
         changed[0, 1] = False
-        assert bool(changed.any()) == (name in ROWWISE), name
+        assert bool(changed.any()) == (ACTIVATIONS[name].structure == "rowwise"), name
 
 
 # -- verdicts on the whole conformance matrix --------------------------------------------------
@@ -200,16 +202,14 @@ def test_a_wrong_activation_derivative_is_caught(monkeypatch: pytest.MonkeyPatch
 
 
 def _one_wrong_weight_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = network_module.linear_backward
-
     def backward(dy: Any, cache: Any) -> Any:
-        dx, dweight, dbias = original(dy, cache)
+        dx, dweight, dbias = linear_backward(dy, cache)
         if dweight.shape == (8, 4):  # the first layer only
             dweight = dweight.copy()
             dweight[5, 2] += 1e-3
         return dx, dweight, dbias
 
-    monkeypatch.setattr(network_module, "linear_backward", backward)
+    monkeypatch.setitem(LAYERS, "linear", linear_with(backward=backward))
 
 
 @pytest.mark.parametrize("mode", ["full", "projection"])
@@ -262,13 +262,11 @@ def test_a_perturbation_across_relus_kink_is_reported_not_failed() -> None:
 
 
 def test_an_element_that_crosses_no_kink_is_still_judged(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = network_module.linear_backward
-
     def backward(dy: Any, cache: Any) -> Any:
-        dx, dweight, dbias = original(dy, cache)
+        dx, dweight, dbias = linear_backward(dy, cache)
         return dx, dweight * np.where(np.arange(dweight.shape[0]) == 1, 1.5, 1.0)[:, None], dbias
 
-    monkeypatch.setattr(network_module, "linear_backward", backward)
+    monkeypatch.setitem(LAYERS, "linear", linear_with(backward=backward))
     record = check_network(kinked_spec(0.0), KINK_DATA, "full")
     weight = record.tensor("layers.0.weight")
     assert weight.verdict == "wrong" and weight.worst_index[0] == 1

@@ -17,8 +17,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 import manual
-from manual import network as network_module
 from manual.gradcheck import check_network, check_op
+from manual.layers import LAYERS
+from manual.layers.core import linear_with
+from manual.ops.linear import linear_backward
 from manual.registry import OpInfo
 from reference import sampling
 from reference import strategies as hst
@@ -158,13 +160,13 @@ def test_random_networks_pass_both_checkers(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_networks_with_a_mutated_linear_backward_fail_both_checkers(
         monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
-    original = network_module.linear_backward
+    original = linear_backward
 
     def backward(dy: Any, cache: Any) -> Any:
         dx, dweight, dbias = original(dy, cache)
         return dx, dweight * MUTATION, dbias
 
-    monkeypatch.setattr(network_module, "linear_backward", backward)
+    monkeypatch.setitem(LAYERS, "linear", linear_with(backward=backward))
     spec, data = random_network(seed)
     verdicts = network_verdicts(spec, data)
     assert not any(verdicts.values()), (spec.name, verdicts)

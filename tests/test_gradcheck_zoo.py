@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
+import manual
 from manual.gradcheck import check_network
 from manual.registry import ACTIVATIONS, LOSSES
 from reference.matrix import network_data, network_spec
@@ -35,8 +37,22 @@ LOSS_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+GRAPH = {"inputs": {"x": {"shape": [4]}}, "loss": {"type": "mse"}, "seed": 3, "nodes": [
+    {"name": "fc", "type": "linear", "inputs": ["x"], "out_features": 4},
+    {"name": "act", "type": "tanh", "inputs": ["fc"]},
+    {"name": "skip", "type": "add", "inputs": ["act", "x"]},
+    {"name": "side", "type": "linear", "inputs": ["x"], "out_features": 2},
+    {"name": "both", "type": "concat", "inputs": ["skip", "side"]}]}
+
+
 def subject(mutant: Any) -> tuple[Any, Any]:
-    """A small MLP that holds the ops the mutant touches (tanh and mse otherwise)."""
+    """A small MLP that holds the ops the mutant touches (tanh and mse otherwise); a graph with
+    a skip connection and a concat for the graph mutants (checked by the graph evaluator)."""
+    if {"add", "concat"} & set(mutant.ops):
+        spec = manual.parse_spec(GRAPH)
+        rng = np.random.default_rng(5)
+        return spec, manual.make_data(spec, rng.standard_normal((6, 4)),
+                                      rng.standard_normal((6, 6)))
     activation = next((op for op in mutant.ops if op in ACTIVATIONS), "tanh")
     loss = next((op for op in mutant.ops if op in LOSSES), "mse")
     spec = network_spec(activation, loss, "float64",

@@ -11,8 +11,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import manual
 from manual import init
-from manual.network import default_linear_init
-from reference import engine
+from manual.random import stream
+from reference import mirror
 
 SHAPE = (300, 200)  # (out_features, in_features): fan_in 200, fan_out 300
 SEED = 1234
@@ -165,18 +165,41 @@ def _spec(layer_init: dict | None = None, **linear: object) -> manual.Spec:
                               "loss": {"type": "mse"}, "seed": 9})
 
 
-def test_default_init_is_unchanged() -> None:
+def test_default_init_matches_nn_linear_on_a_non_square_layer() -> None:
+    """nn.Linear's default against torch's own draws: U(-k, k), k = 1/sqrt(in_features)."""
+    spec = manual.parse_spec({"input_shape": [SHAPE[1]], "seed": SEED, "loss": {"type": "mse"},
+                              "layers": [{"type": "linear", "out_features": SHAPE[0]}]})
+    params = manual.initial_parameters(spec)
+    torch.manual_seed(SEED)
+    theirs = torch.nn.Linear(SHAPE[1], SHAPE[0], dtype=torch.float64)
+    bound = 1 / math.sqrt(SHAPE[1])  # not 1/sqrt(out_features): the layer is not square
+    for name in ("weight", "bias"):
+        mine, want = params[f"layers.0.{name}"], getattr(theirs, name).detach().numpy()
+        assert mine.shape == want.shape
+        assert np.abs(mine).max() <= bound and np.abs(mine).max() > 0.95 * bound
+        assert ks_statistic(mine, want) < ks_critical(mine.size, want.size)
+
+
+def test_each_node_draws_from_its_own_stream() -> None:
+    """Inserting a layer does not redraw the parameters of the layers after it."""
     params = manual.initial_parameters(_spec())
-    weight, bias = default_linear_init(np.random.default_rng(9), 6, 5)
+    weight = init.kaiming_uniform((6, 5), stream(9, "params", "layers.0"), a=math.sqrt(5))
     assert_array_equal(params["layers.0.weight"], weight)
-    assert_array_equal(params["layers.0.bias"], bias)
+    raw = {"input_shape": [5], "loss": {"type": "mse"}, "seed": 9,
+           "layers": [{"type": "linear", "out_features": 6}, {"type": "tanh"},
+                      {"type": "linear", "out_features": 4}]}
+    before = manual.initial_parameters(manual.parse_spec(raw))
+    raw["layers"].insert(1, {"type": "linear", "out_features": 6})
+    after = manual.initial_parameters(manual.parse_spec(raw))
+    assert_array_equal(before["layers.0.weight"], after["layers.0.weight"])
+    assert not np.array_equal(before["layers.2.weight"], after["layers.3.weight"])
 
 
 def test_spec_init_draws_with_the_initializer() -> None:
     spec = _spec({"weight": {"type": "kaiming_normal", "nonlinearity": "relu"},
                   "bias": {"type": "constant", "val": 0.25}})
     params = manual.initial_parameters(spec)
-    expected = init.kaiming_normal((6, 5), np.random.default_rng(9), nonlinearity="relu")
+    expected = init.kaiming_normal((6, 5), stream(9, "params", "layers.0"), nonlinearity="relu")
     assert_array_equal(params["layers.0.weight"], expected)
     assert_array_equal(params["layers.0.bias"], np.full(6, 0.25))
     assert spec.to_dict()["layers"][0]["init"]["bias"] == {"type": "constant", "val": 0.25}
@@ -185,8 +208,8 @@ def test_spec_init_draws_with_the_initializer() -> None:
 
 def test_spec_init_of_weight_only_keeps_default_bias() -> None:
     params = manual.initial_parameters(_spec({"weight": {"type": "zeros"}}))
-    bound = 1 / math.sqrt(5)  # zeros draws nothing, so the bias is the rng's first draw
-    expected_bias = np.random.default_rng(9).uniform(-bound, bound, size=6)
+    bound = 1 / math.sqrt(5)  # zeros draws nothing, so the bias is the stream's first draw
+    expected_bias = stream(9, "params", "layers.0").uniform(-bound, bound, size=6)
     assert_array_equal(params["layers.0.weight"], np.zeros((6, 5)))
     assert_array_equal(params["layers.0.bias"], expected_bias)
 
@@ -194,7 +217,7 @@ def test_spec_init_of_weight_only_keeps_default_bias() -> None:
 def test_both_engines_get_the_same_initialized_weights() -> None:
     spec = _spec({"weight": {"type": "orthogonal", "gain": 2.0}, "bias": {"type": "zeros"}})
     params = manual.initial_parameters(spec)
-    net = engine.build(spec)
+    net = mirror.build(spec)
     assert_array_equal(net.layers[0].weight.detach().numpy(), params["layers.0.weight"])
     assert_array_equal(net.layers[0].bias.detach().numpy(), params["layers.0.bias"])
 

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import settings
 
 from manual import registry
-from manual.network import Linear
+from manual.layers import LAYERS
+from manual.module import Layer
 from reference import zoo
 from reference.conformance import first_failure
 from reference.records import dumps
@@ -56,19 +57,19 @@ def test_zoo_has_the_mistakes_the_issue_names() -> None:
 
 
 def test_mutant_ops_are_registered() -> None:
-    assert {op for m in zoo.MUTANTS for op in m.ops} <= set(registry.OPS)
+    assert {op for m in zoo.MUTANTS for op in m.ops} <= set(registry.OPS) | set(LAYERS)
 
 
 def test_injection_is_undone_even_after_an_error() -> None:
-    tanh, backward = registry.ACTIVATIONS["tanh"], Linear.backward
+    tanh, backward = registry.ACTIVATIONS["tanh"], Layer.backward
     with pytest.raises(RuntimeError), zoo.ZOO["tanh_one_minus_y"].inject():
         assert registry.ACTIVATIONS["tanh"] is not tanh
         assert registry.OPS["tanh"] is registry.ACTIVATIONS["tanh"]
         raise RuntimeError
     with zoo.ZOO["grad_overwritten"].inject():
-        assert Linear.backward is not backward
+        assert Layer.backward is not backward
     assert registry.ACTIVATIONS["tanh"] is tanh and registry.OPS["tanh"] is tanh
-    assert Linear.backward is backward
+    assert Layer.backward is backward
 
 
 def test_the_clean_engine_passes_the_conformance_suite() -> None:

@@ -21,6 +21,7 @@ product counts as two real ones): a machine-independent measure of the checker's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -31,14 +32,14 @@ from numpy.typing import NDArray
 from manual.data import Data, make_data
 from manual.gradcheck import complex_ops
 from manual.gradcheck.core import Array, straddles
+from manual.gradcheck.graph import GraphEvaluator
 from manual.gradcheck.modes import default_eps, run_check
 from manual.gradcheck.records import GradcheckRecord
+from manual.layers import LAYERS
 from manual.network import build, initial_parameters
 from manual.registry import ACTIVATIONS, LOSSES
 from manual.spec import Spec, parse_spec
 
-# Activations that mix a row (dim=-1); every other registered activation is elementwise.
-ROWWISE = frozenset({"softmax", "log_softmax"})
 # Elements per stacked array: bounds the memory of one chunk (32 MB of float64).
 CHUNK_ELEMENTS = 1 << 22
 INPUT = "input"
@@ -162,9 +163,9 @@ class NetworkEvaluator:
         op, options = ACTIVATIONS[layer.type], dict(layer.options)
         if complex_step:
             fn = complex_ops.activation(layer.type, options)
-            return _Layer("activation", fn=fn, rowwise=layer.type in ROWWISE)
+            return _Layer("activation", fn=fn, rowwise=op.structure == "rowwise")
         return _Layer("activation", fn=lambda z: op.forward(z, **options)[0],
-                      rowwise=layer.type in ROWWISE, kinks=tuple(op.kinks(options)))
+                      rowwise=op.structure == "rowwise", kinks=tuple(op.kinks(options)))
 
     # -- the Evaluator protocol -------------------------------------------------------------
 
@@ -321,6 +322,35 @@ class NetworkEvaluator:
         return np.imag(np.sum(weights * ell, axis=axes)), crossed
 
 
+def fast_path(spec: Spec) -> bool:
+    """Whether the batched rank-one evaluator applies: a chain of affine, elementwise or
+    row-wise layers on rows of features."""
+    return spec.chain and len(spec.input_shape) == 1 and all(
+        LAYERS[node.type].structure in ("affine", "elementwise", "rowwise")
+        and len(node.shape) == 1 for node in spec.nodes)
+
+
+def _graph_evaluator(spec: Spec, data: Data, params: Mapping[str, Array] | None,
+                     seed: int) -> GraphEvaluator:
+    """The general evaluator, on a float64 copy (the subject's exceptions are its failure)."""
+    given = initial_parameters(spec) if params is None else dict(params)
+    wide = dataclasses.replace(spec, dtype="float64")
+    y = data.y if data.y.dtype.kind in "iu" else data.y.astype(np.float64)
+    others = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+              for k, v in data.others.items()}
+    try:
+        loss_shape = np.shape(LOSSES[spec.loss.type].forward(
+            np.zeros((len(data.x), *spec.output_shape)), y, **spec.loss.options)[0])
+        dloss = np.random.default_rng([seed, 1]).standard_normal(loss_shape) if loss_shape \
+            else None
+        return GraphEvaluator(wide, Data(data.x.astype(np.float64), y, others),
+                              {k: np.asarray(v, dtype=np.float64) for k, v in given.items()},
+                              dloss)
+    except Exception as error:  # the subject under test: whatever it raises is its failure
+        raise BackpropError(f"the network's forward or backward raised "
+                            f"{type(error).__name__}: {error}") from error
+
+
 def _as_spec(spec: Spec | Mapping[str, Any]) -> Spec:
     return spec if isinstance(spec, Spec) else parse_spec(dict(spec))
 
@@ -347,8 +377,15 @@ def check_network(
         if problem:
             raise ValueError(f"mode complex: {problem}")
     try:
-        evaluator = NetworkEvaluator(spec, data, params, seed=seed,
-                                     complex_step=mode == "complex")
+        evaluator: Any
+        if fast_path(spec):
+            evaluator = NetworkEvaluator(spec, data, params, seed=seed,
+                                         complex_step=mode == "complex")
+        else:
+            if mode == "complex":
+                raise ValueError("mode complex: only chains of linear layers and activations "
+                                 "have the complex step; use full mode")
+            evaluator = _graph_evaluator(spec, data, params, seed)
     except BackpropError as error:
         return GradcheckRecord(
             subject=spec.name or "network", mode=mode, eps=default_eps(mode) if eps is None

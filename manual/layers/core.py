@@ -6,6 +6,7 @@ from its OpInfo), and the graph layers ``add``, ``concat`` and ``flatten``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from manual.ops.linear import LinearCache, linear_backward, linear_forward
 from manual.options import Given, Int
 from manual.registry import ACTIVATIONS, OpInfo
 
-B = "reference.builders."
+B = "reference.builders.core."
 
 
 def matrix_shape(value: object) -> tuple[int, ...] | None:
@@ -74,14 +75,16 @@ def _linear_init(options: Mapping[str, Any], shapes: dict[str, Shape], in_featur
     unknown = sorted(set(raw_init) - {"weight", "bias"})
     if unknown:
         raise ValueError(f"init: unknown key {unknown[0]!r} (known: bias, weight)")
+    for key in raw_init:
+        explicit = options.get(key)
+        if explicit is not None and explicit is not True:
+            given_as = "bias=false" if explicit is False else f"explicit {key} values"
+            raise ValueError(f"init.{key} conflicts with the layer's {given_as}")
     inits: dict[str, Any] = {}
     for key, shape in shapes.items():
         explicit = options.get(key)
         entry = raw_init.get(key)
         if entry is not None:
-            if explicit is not None and explicit is not True:
-                given_as = "bias=false" if explicit is False else f"explicit {key} values"
-                raise ValueError(f"init.{key} conflicts with the layer's {given_as}")
             if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
                 raise ValueError(f"init.{key} must be an object with a string 'type', "
                                  f"got {entry!r}")
@@ -125,7 +128,7 @@ def _linear_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
         shapes_by_slot["bias"] = (out,)
     inits = _linear_init(options, shapes_by_slot, in_features)
     params = {k: Slot(s, inits[k], torch=k) for k, s in shapes_by_slot.items()}
-    return Signature((*shape[:-1], out), params)
+    return Signature((*shape[:-1], out), params=params)
 
 
 class LinearNodeCache(NamedTuple):
@@ -148,10 +151,26 @@ def _linear_backward(dy: Array, cache: LinearNodeCache
 
 LINEAR = LayerInfo(
     name="linear", forward=_linear_forward, backward=_linear_backward, torch=B + "linear",
-    options={"out_features": Int(None, low=1, required=True), "in_features": Int(None, 1),
+    options={"out_features": Given(), "in_features": Given(),
              "weight": Given(), "bias": Given(True), "init": Given()},
     signature=_linear_signature, structure="affine",
 )
+
+
+def linear_with(forward: Any = linear_forward, backward: Any = linear_backward) -> LayerInfo:
+    """The ``linear`` entry over another pair (a mutant, or a pair that counts its work)."""
+    def layer_forward(inputs: tuple[Array, ...], params: Mapping[str, Array], state: Any,
+                      noise: Any, *, training: bool, **options: Any) -> tuple[Any, Any, dict]:
+        bias = params.get("bias")
+        y, cache = forward(inputs[0], params["weight"], bias)
+        return y, LinearNodeCache(cache, bias is not None), {}
+
+    def layer_backward(dy: Array, cache: LinearNodeCache) -> tuple[tuple[Array, ...], dict]:
+        dx, dweight, dbias = backward(dy, cache.pair)
+        return (dx,), ({"weight": dweight, "bias": dbias} if cache.has_bias else
+                       {"weight": dweight})
+
+    return dataclasses.replace(LINEAR, forward=layer_forward, backward=layer_backward)
 
 
 # ---- activations -----------------------------------------------------------------------
@@ -161,16 +180,20 @@ def _same_shape(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signat
 
 
 def from_op(op: OpInfo) -> LayerInfo:
-    """The layer entry of an activation: its OpInfo's pair, applied to the one input."""
-    forward, backward = op.forward, op.backward
+    """The layer entry of an activation: its OpInfo's pair, applied to the one input.
+
+    The pair is looked up in :data:`ACTIVATIONS` at each call, so that an entry replaced
+    there (a mutant of the bug zoo, a teacher's broken op) is the one every network runs.
+    """
+    name = op.name
 
     def layer_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
                       training: bool, **options: Any) -> tuple[Any, Any, dict]:
-        y, cache = forward(inputs[0], **options)
+        y, cache = ACTIVATIONS.get(name, op).forward(inputs[0], **options)
         return y, cache, {}
 
     def layer_backward(dy: Array, cache: Any) -> tuple[tuple[Array, ...], dict[str, Array]]:
-        return (backward(dy, cache),), {}
+        return (ACTIVATIONS.get(name, op).backward(dy, cache),), {}
 
     structure = "rowwise" if op.structure == "rowwise" else "elementwise"
     return LayerInfo(name=op.name, forward=layer_forward, backward=layer_backward,

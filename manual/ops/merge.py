@@ -47,7 +47,7 @@ def concat_forward(*xs: Array, dim: int = 1) -> tuple[Array, ConcatCache]:
 
     .. math::
         y = [x_1, \dots, x_n]_{\text{dim}}, \qquad
-        \frac{\partial L}{\partial x_i} = \left(\frac{\partial L}{\partial y}\right)_{[o_i, o_i + d_i)}
+        \frac{\partial L}{\partial x_i} = (\partial L/\partial y)_{[o_i,\, o_i + d_i)}
 
     where :math:`o_i = \sum_{j<i} d_j` is the offset of input :math:`i` along ``dim``.
     """

@@ -94,26 +94,29 @@ class LinearCounter:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[LinearCounter]:
-        """Wrap ``manual.network.linear_forward``/``linear_backward`` (the lookup the engine
-        uses) for the duration of the block, then put back whatever was there."""
-        from manual import network
-
-        forward, backward = network.linear_forward, network.linear_backward
+        """Swap the registry's ``linear`` entry for one over counting wrappers of its pair for
+        the duration of the block, then put back whatever was there."""
+        from manual.layers import LAYERS
+        from manual.layers.core import linear_with
+        from manual.ops.linear import linear_backward as backward
+        from manual.ops.linear import linear_forward as forward
 
         def counted_forward(x: Any, weight: Any, bias: Any) -> Any:
             self.forward_calls += 1
-            self.multiply_adds += int(np.shape(x)[0]) * int(np.size(weight))
+            self.multiply_adds += int(np.size(x)) // int(np.shape(weight)[1]) * int(np.size(weight))
             return forward(x, weight, bias)
 
         def counted_backward(dy: Any, cache: Any) -> Any:
-            self.multiply_adds += 2 * int(np.shape(dy)[0]) * int(np.size(cache.weight))
+            self.multiply_adds += 2 * int(np.size(dy)) // int(np.shape(cache.weight)[0]) * \
+                int(np.size(cache.weight))
             return backward(dy, cache)
 
-        network.linear_forward, network.linear_backward = counted_forward, counted_backward
+        saved = LAYERS["linear"]
+        LAYERS["linear"] = linear_with(counted_forward, counted_backward)
         try:
             yield self
         finally:
-            network.linear_forward, network.linear_backward = forward, backward
+            LAYERS["linear"] = saved
 
 
 def count_scaling(sizes: Sequence[tuple[int, int]], loop: bool = True,

@@ -1,0 +1,144 @@
+r"""A numerical check of any graph network: perturb one element, re-run what lies downstream.
+
+Perturbing a parameter of node :math:`n` (or a graph input) changes only the nodes reachable
+from :math:`n`, so each perturbed evaluation re-runs the pure forwards of that topological
+suffix and reads every other value from the unperturbed pass. State (running statistics) is
+read, never updated, and noise (a dropout mask) stays fixed, so the function being
+differentiated is the one the analytic backward saw. The loss is
+:math:`\sum \delta \odot \ell` with the upstream gradient :math:`\delta` of that backward.
+
+This is the general path; :mod:`manual.gradcheck.network` keeps the batched rank-one path for
+chains of linear and elementwise or row-wise layers, which is much faster there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from manual.data import Data
+from manual.gradcheck.core import Array
+from manual.layers import LAYERS
+from manual.network import Network
+from manual.parameters import draw_noise, initial_parameters, initial_state
+from manual.registry import LOSSES
+from manual.spec import Spec
+
+
+class GraphEvaluator:
+    """Perturbed evaluations of a graph network's loss (the Evaluator protocol)."""
+
+    def __init__(self, spec: Spec, data: Data, params: Mapping[str, Array] | None = None,
+                 dloss: Any = None) -> None:
+        self.spec, self.y = spec, data.y
+        params = initial_parameters(spec) if params is None else params
+        self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+        self.state = {k: np.array(v) for k, v in initial_state(spec).items()}
+        self.noise = draw_noise(spec, len(data.x))
+        net = Network(spec, {k: v.copy() for k, v in self.params.items()},
+                      {k: v.copy() for k, v in self.state.items()})
+        inputs = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
+                  for k, v in data.feed(spec).items()}
+        loss = net.loss(net.forward(inputs, self.noise), self.y)
+        self.dloss = np.ones(()) if dloss is None and not np.shape(loss) else (
+            np.asarray(dloss, dtype=np.float64) if dloss is not None else
+            np.random.default_rng(0).standard_normal(np.shape(loss)))
+        self.base: dict[str, Any] = dict(net.values)
+        self.training = net.training
+        net.backward(self.dloss)
+        self.grads = {k: np.array(v, dtype=np.float64) for k, v in net.named_grads().items()}
+        for item in spec.inputs:
+            if item.kind == "real":
+                grad = net.input_grads.get(item.name)
+                self.grads[item.name] = np.zeros_like(inputs[item.name]) if grad is None \
+                    else np.array(grad, dtype=np.float64)
+        self.inputs = inputs
+        self.names = list(self.grads)
+        self.scale = float(np.sum(np.abs(self.dloss * loss)) + sum(
+            np.sum(np.abs(np.asarray(net.values[k]) * g)) for k, g in net.grad_at.items()
+            if k in net.values and np.shape(net.values[k]) == np.shape(g)))
+        self.multiply_adds = 0
+
+    # -- the Evaluator protocol -------------------------------------------------------------
+
+    def value(self, name: str) -> Array:
+        return self.inputs[name] if name in self.inputs else self.params[name]
+
+    def problem(self, name: str) -> str:
+        got, want = np.shape(self.grads[name]), self.value(name).shape
+        if got != want:
+            return f"the analytic gradient has shape {got}, the tensor has shape {want}"
+        return ""
+
+    def analytic(self, name: str) -> Array:
+        return self.grads[name]
+
+    def loss_scale(self) -> float:
+        return self.scale
+
+    def differences(self, name: str, h: float, flat: NDArray[np.int64] | None = None,
+                    direction: Array | None = None, complex_step: bool = False
+                    ) -> tuple[Array, NDArray[np.bool_]]:
+        if complex_step:
+            raise ValueError("the graph evaluator has no complex step; use full mode")
+        if name not in self.grads:
+            raise ValueError(f"tensor: no tensor {name!r} (known: {', '.join(self.names)})")
+        base = self.value(name)
+        units = [direction] if direction is not None else [
+            np.eye(1, base.size, int(i)).reshape(base.shape) for i in (flat if flat is not None
+                                                                     else range(base.size))]
+        deltas, crossed = [], []
+        for unit in units:
+            up, up_hit = self._loss(name, base + h * unit)
+            down, down_hit = self._loss(name, base - h * unit)
+            deltas.append(up - down)
+            crossed.append(up_hit or down_hit)
+        return np.asarray(deltas), np.asarray(crossed, dtype=bool)
+
+    # -- one perturbed evaluation -----------------------------------------------------------
+
+    def _loss(self, name: str, value: Array) -> tuple[float, bool]:
+        """The loss with tensor ``name`` set to ``value``, and whether a kink was crossed."""
+        values = dict(self.base)
+        owner = name if name in self.inputs else name.rpartition(".")[0]
+        dirty = {owner}
+        if name in self.inputs:
+            values[name] = value
+        hit = False
+        for node in self.spec.nodes:
+            if node.name != owner and not dirty.intersection(node.inputs):
+                continue
+            dirty.add(node.name)
+            info = LAYERS[node.type]
+            params = {k: self.params[f"{node.name}.{k}"] for k in node.signature.params}
+            if node.name == owner and name not in self.inputs:
+                params[name.rpartition(".")[2]] = value
+            args = tuple(values[ref] for ref in node.inputs)
+            hit |= self._crosses(info, node.options, args, node.inputs)
+            state = {k: self.state[f"{node.name}.{k}"] for k in node.signature.state}
+            noise = {k: self.noise[f"{node.name}.{k}"] for k in node.signature.noise}
+            y, _, _ = info.forward(args, params, state, noise, training=self.training,
+                                   **node.options)
+            if node.signature.outputs:
+                for out, v in zip(node.signature.outputs, y, strict=True):
+                    values[f"{node.name}.{out}"] = v
+                    dirty.add(f"{node.name}.{out}")
+                y = y[0]
+            values[node.name] = y
+        loss_op = LOSSES[self.spec.loss.type]
+        loss, _ = loss_op.forward(values[self.spec.output], self.y, **self.spec.loss.options)
+        return float(np.sum(self.dloss * loss)), hit
+
+    def _crosses(self, info: Any, options: Mapping[str, Any], args: tuple[Array, ...],
+                 refs: tuple[str, ...]) -> bool:
+        """Whether an activation's input moved across one of its kinks."""
+        if info.op is None:
+            return False
+        kinks = tuple(info.op.kinks(options))
+        if not kinks:
+            return False
+        before, after = np.asarray(self.base[refs[0]]), np.asarray(args[0])
+        return any(bool(np.any(np.sign(before - k) != np.sign(after - k))) for k in kinks)

@@ -1,0 +1,121 @@
+"""One runner per engine: the only place either engine is driven through a spec.
+
+:func:`run_manual` and :func:`run_torch` take the same spec, slots, data, upstream gradient
+and noise and return a :class:`Run` of numpy arrays keyed alike, which the comparisons, the
+protocols, the rounding judge, the experiments and lockstep training consume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import manual
+from manual.data import Data
+from manual.numerics import Array
+from manual.random import stream
+from manual.spec import Spec
+from reference import mirror
+
+
+@dataclass
+class Run:
+    """Everything one forward, loss and backward pass produced.
+
+    ``values`` holds every graph input and node output; ``grad_at[v]`` is
+    :math:`\\partial L/\\partial v` (``grad_at[spec.output]`` is the gradient at the output);
+    ``grad_in[(node, j)]`` is what ``node`` sent back along input edge ``j`` (recorded where the
+    value read there feeds several nodes); ``state`` is every buffer after the forward.
+    """
+
+    loss: Array
+    values: dict[str, Array]
+    grad_at: dict[str, Array]
+    param_grads: dict[str, Array]
+    state: dict[str, Array] = field(default_factory=dict)
+    grad_in: dict[tuple[str, int], Array] = field(default_factory=dict)
+    dloss: Any = None
+
+    def input_grad(self, spec: Spec, name: str | None = None) -> Array:
+        return self.grad_at[name or spec.inputs[0].name]
+
+
+def default_dloss(spec: Spec, loss_shape: tuple[int, ...]) -> np.ndarray:
+    """1 for a reduced loss (as ``loss.backward()``); a seeded random array for ``none``."""
+    if not loss_shape:
+        return np.asarray(1.0, dtype=spec.dtype)
+    return stream(spec.seed, "dloss").standard_normal(loss_shape).astype(spec.dtype)
+
+
+def _zeros_like(value: Array) -> Array:
+    return np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
+
+
+def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = None,
+               state: Mapping[str, Array] | None = None, dloss: Any = None,
+               noise: Mapping[str, Array] | None = None,
+               net: manual.Network | None = None) -> Run:
+    """One pass of the manual engine (a fresh network unless ``net`` is given)."""
+    if net is None:
+        net = manual.build(spec, None if params is None else {k: v.copy() for k, v in
+                                                              params.items()},
+                           None if state is None else {k: v.copy() for k, v in state.items()})
+    output = net.forward({k: v.copy() for k, v in data.feed(spec).items()}, noise)
+    loss = net.loss(output, data.y)
+    if dloss is None:
+        dloss = default_dloss(spec, np.shape(loss))
+    net.backward(dloss)
+    grad_at = {name: net.grad_at.get(name, _zeros_like(value)) for name, value in
+               net.values.items()}
+    shared = spec.shared()
+    # An edge into a node that does not lead to the loss carries no gradient: zeros, as
+    # PyTorch's (never-set) .grad reads.
+    grad_in = {(node.name, j): net.grad_in.get((node.name, j), _zeros_like(net.values[ref]))
+               for node in spec.nodes for j, ref in enumerate(node.inputs)
+               if ref in shared and spec.input_kind(ref) == "real"}
+    return Run(loss=np.asarray(loss), values=dict(net.values), grad_at=grad_at,
+               param_grads=net.named_grads(), state=net.named_state(), grad_in=grad_in,
+               dloss=dloss)
+
+
+def _numpy(t: torch.Tensor | None, like: torch.Tensor) -> Array:
+    if t is None:
+        return np.zeros(tuple(like.shape), dtype=str(like.dtype).removeprefix("torch."))
+    return t.detach().numpy().copy()
+
+
+def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = None,
+              state: Mapping[str, Array] | None = None, dloss: Any = None,
+              noise: Mapping[str, Array] | None = None,
+              net: mirror.TorchGraph | None = None) -> Run:
+    """One pass of the PyTorch mirror; every value keeps its gradient."""
+    if net is None:
+        net = mirror.build(spec, params, state)
+    net.zero_grad(set_to_none=False)
+    feed = {}
+    for item in spec.inputs:
+        array = data.feed(spec)[item.name]
+        tensor = torch.from_numpy(array.copy())
+        feed[item.name] = tensor.requires_grad_(True) if item.kind == "real" else tensor
+    values, edges = net(feed, None if noise is None else
+                        {k: torch.from_numpy(np.asarray(v).copy()) for k, v in noise.items()})
+    for value in [*values.values(), *edges.values()]:
+        if value.requires_grad:
+            value.retain_grad()
+    loss = net.loss_fn(values[spec.output], torch.from_numpy(data.y), **net.loss_options)
+    if dloss is None:
+        dloss = default_dloss(spec, tuple(loss.shape))
+    loss.backward(torch.from_numpy(np.asarray(dloss, dtype=spec.dtype)))
+    return Run(
+        loss=loss.detach().numpy(),
+        values={k: v.detach().numpy() for k, v in values.items()},
+        grad_at={k: _numpy(v.grad, v) for k, v in values.items()},
+        param_grads={k: _numpy(p.grad, p) for k, p in net.named_slots("params").items()},
+        state={k: b.detach().numpy().copy() for k, b in net.named_slots("state").items()},
+        grad_in={k: _numpy(v.grad, v) for k, v in edges.items()},
+        dloss=dloss,
+    )
