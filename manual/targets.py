@@ -60,16 +60,21 @@ def check_broadcast(loss: str, name: str, value: NDArray[Any] | None,
                          f"shape {shape}")
 
 
+def check_index_shape(loss: str, shape: tuple[int, ...], target: NDArray[Any]) -> None:
+    """A class-index target has the input's shape without dim 1 (the classes)."""
+    want = index_target_shape(shape)
+    if target.shape != want:
+        raise ValueError(f"{loss}: class-index target must have shape {want} for input "
+                         f"{shape} (classes on dim {0 if len(shape) == 1 else 1}), got "
+                         f"{target.shape}")
+
+
 def check_class_target(loss: str, shape: tuple[int, ...], target: NDArray[Any],
                        ignore_index: int, probabilities_allowed: bool) -> bool:
     """Check a class target against an input of ``shape``; True for class indices."""
     classes = num_classes(shape)
     if target.dtype.kind in "iu":
-        want = index_target_shape(shape)
-        if target.shape != want:
-            raise ValueError(f"{loss}: class-index target must have shape {want} for input "
-                             f"{shape} (classes on dim {0 if len(shape) == 1 else 1}), got "
-                             f"{target.shape}")
+        check_index_shape(loss, shape, target)
         outside = (target != ignore_index) & ((target < 0) | (target >= classes))
         if np.any(outside):
             bad = target[outside].reshape(-1)[0]
@@ -87,7 +92,8 @@ def check_class_target(loss: str, shape: tuple[int, ...], target: NDArray[Any],
     return False
 
 
-def _as_array(value: object, what: str) -> NDArray[Any]:
+def as_array(value: object, what: str) -> NDArray[Any]:
+    """``value`` as a finite numeric array, or a one-line error naming ``what``."""
     try:
         array = np.asarray(value)
     except ValueError:
@@ -103,20 +109,10 @@ def validate_target(loss: str, options: Mapping[str, Any], output_shape: tuple[i
                     y_raw: object, dtype: str) -> NDArray[Any]:
     """Check a data file's target ``y`` against a network output of ``output_shape`` (batch
     first) for ``loss``; return it cast (class indices as int64, others in ``dtype``)."""
-    y = _as_array(y_raw, "data.y")
+    y = as_array(y_raw, "data.y")
     check_input(loss, output_shape)
     if loss in CLASS_LOSSES:
-        ignore = options.get("ignore_index", DEFAULT_IGNORE_INDEX)
-        if y.dtype.kind == "f" and (loss == "nll" or y.shape != output_shape):
-            raise ValueError(f"data.y: {loss} class indices must be integers of shape "
-                             f"{index_target_shape(output_shape)}, got {y.dtype} of shape "
-                             f"{y.shape}")
-        is_index = check_class_target(f"data.y: {loss}", output_shape, y, ignore,
-                                      loss == "cross_entropy")
-        if is_index:
-            return y.astype(np.int64)
-        _in_unit_interval(y, loss)
-        return y.astype(dtype)
+        return _class_target(loss, options, output_shape, y, dtype)
     if y.shape != output_shape:
         raise ValueError(f"data.y: {loss} needs a target shaped like the output, "
                          f"{output_shape}, got {y.shape}")
@@ -126,6 +122,36 @@ def validate_target(loss: str, options: Mapping[str, Any], output_shape: tuple[i
         raise ValueError("data.y: kl_div needs non-negative probabilities as target "
                          "(or set log_target), found negative values")
     return y.astype(dtype)
+
+
+def _class_target(loss: str, options: Mapping[str, Any], output_shape: tuple[int, ...],
+                  y: NDArray[Any], dtype: str) -> NDArray[Any]:
+    """Indices ``(N, d1, ...)`` or, for cross_entropy, probabilities of the output's shape.
+
+    A data file cannot tell 1 from 1.0 reliably, so the shape decides: a target of the
+    output's shape is probabilities (a one-hot written with integers included).
+    """
+    ignore = options.get("ignore_index", DEFAULT_IGNORE_INDEX)
+    where = f"data.y: {loss}"
+    if loss == "cross_entropy" and y.shape == output_shape:
+        y = y.astype(dtype)
+        check_class_target(where, output_shape, y, ignore, True)
+        _in_unit_interval(y, loss)
+        return y
+    if y.dtype.kind == "f":
+        alternative = (f" (or probabilities of the output's shape {output_shape})"
+                       if loss == "cross_entropy" else "")
+        raise ValueError(f"{where} class indices must be integers of shape "
+                         f"{index_target_shape(output_shape)}{alternative}, got {y.dtype} of "
+                         f"shape {y.shape}")
+    check_index_shape(where, output_shape, y)
+    classes = num_classes(output_shape)
+    kept = y[y != ignore]
+    if kept.size and (kept.min() < 0 or kept.max() >= classes):
+        raise ValueError(f"{where} class indices must lie in [0, {classes - 1}] (the output "
+                         f"has {classes} classes; ignore_index {ignore}), found "
+                         f"{kept.min()}..{kept.max()}")
+    return y.astype(np.int64)
 
 
 def _in_unit_interval(y: NDArray[Any], loss: str) -> None:

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from manual import targets
+from manual.data import make_data
 from manual.options import Values
 from manual.registry import LOSSES, OPS
 from manual.spec import parse_spec
-from reference.compare import compare_op
+from reference.compare import compare_network, compare_op
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
@@ -211,3 +212,48 @@ def test_validate_target_any_rank() -> None:
         targets.validate_target("bce", {}, (1, 2), [[0.5, 1.5]], "float64")
     with pytest.raises(ValueError, match="is empty"):
         targets.validate_target("mse", {}, (0, 2), np.zeros((0, 2)), "float64")
+
+
+# ---- data files: the class axis of a network's output is dim 1 ------------------------------
+
+def _conv_spec(loss: dict, dtype: str, head: list[dict] | None = None) -> Any:
+    """A one-conv graph whose output is (N, 3, 5): three classes at five positions."""
+    nodes = [{"name": "conv", "type": "conv1d", "inputs": ["x"], "out_channels": 3,
+              "kernel_size": 3, "padding": 1}, *(head or [])]
+    return parse_spec({"inputs": {"x": {"shape": [2, 5]}}, "nodes": nodes, "loss": loss,
+                       "dtype": dtype})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_data_file_targets_on_dim_1_agree_with_torch(dtype: str) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 2, 5)).tolist()
+    y = _index(rng, (4, 5), 3, ignored=2).tolist()
+    spec = _conv_spec({"type": "cross_entropy", "weight": [0.5, 2.0, 1.0], "ignore_index": 2},
+                      dtype)
+    data = make_data(spec, x, y)
+    assert data.y.dtype == np.int64 and data.y.shape == (4, 5)
+    assert compare_network(spec, data).passed
+    nll = _conv_spec({"type": "nll", "reduction": "sum"}, dtype,
+                     [{"name": "logp", "type": "log_softmax", "inputs": ["conv"], "dim": 1}])
+    record = compare_network(nll, make_data(nll, x, _index(rng, (4, 5), 3).tolist()))
+    assert record.passed, record.first_divergence
+
+
+def test_data_file_probability_targets_and_refusals() -> None:
+    spec = _conv_spec({"type": "cross_entropy"}, "float64")
+    x = np.zeros((2, 2, 5)).tolist()
+    one_hot = np.eye(3, dtype=np.int64)[[[0, 1, 2, 0, 1]] * 2].transpose(0, 2, 1)
+    data = make_data(spec, x, one_hot.tolist())  # integers of the output's shape: probabilities
+    assert data.y.dtype == np.float64 and data.y.shape == (2, 3, 5)
+    with pytest.raises(ValueError, match=r"data.y: cross_entropy class indices must lie in "
+                                         r"\[0, 2\] \(the output has 3 classes"):
+        make_data(spec, x, [[0, 1, 2, 3, 0]] * 2)
+    with pytest.raises(ValueError, match=r"class-index target must have shape \(2, 5\) for "
+                                         r"input \(2, 3, 5\) \(classes on dim 1\), got \(2,\)"):
+        make_data(spec, x, [0, 1])
+    with pytest.raises(ValueError, match=r"class indices must be integers of shape \(2, 5\) "
+                                         r"\(or probabilities of the output's shape"):
+        make_data(spec, x, [[0.5] * 5] * 2)
+    ignoring = _conv_spec({"type": "nll", "ignore_index": 7}, "float64")
+    assert make_data(ignoring, x, [[7, 0, 1, 2, 7]] * 2).y[0, 0] == 7
