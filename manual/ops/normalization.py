@@ -49,7 +49,7 @@ def statistics_count(shape: tuple[int, ...]) -> int:
 
 
 class BatchNormCache(NamedTuple):
-    x_hat: Array
+    centred: Array          # x - mu (mu the batch mean, or the running mean in eval mode)
     inv_std: Array          # (C,)
     weight: Array | None    # (C,)
     batch_stats: bool       # the statistics came from this batch (gradient has mean terms)
@@ -107,12 +107,12 @@ def batch_norm_forward(
         centred = x - np.asarray(running_mean).reshape(view)
         var = np.asarray(running_var)
     inv_std = (1 / np.sqrt(var + dtype.type(eps))).astype(dtype, copy=False)
-    x_hat = centred * inv_std.reshape(view)
-    # y never shares memory with the cache: a caller that writes into y cannot corrupt it.
-    y = x_hat.copy() if weight is None else x_hat * weight.reshape(view)
+    scale = inv_std if weight is None else inv_std * weight
+    # y is a new array, never the cache's: a caller that writes into y cannot corrupt it.
+    y = centred * scale.reshape(view)
     if bias is not None:
         y += bias.reshape(view)
-    return y, BatchNormCache(x_hat, inv_std, weight, batch_stats), new_stats
+    return y, BatchNormCache(centred, inv_std, weight, batch_stats), new_stats
 
 
 def batch_norm_backward(
@@ -122,22 +122,31 @@ def batch_norm_backward(
     without affine).
 
     .. math::
-        \frac{\partial L}{\partial \gamma_c} = \sum_{A} \frac{\partial L}{\partial y}\hat x,
-        \qquad \frac{\partial L}{\partial \beta_c} = \sum_{A} \frac{\partial L}{\partial y}
+        \frac{\partial L}{\partial \gamma_c} = \sum_{A} \frac{\partial L}{\partial y}\hat x
+            = \frac{D_c}{\sqrt{\sigma^2 + \epsilon}}, \quad
+            D_c = \sum_{A} \frac{\partial L}{\partial y}(x - \mu), \qquad
+        \frac{\partial L}{\partial \beta_c} = \sum_{A} \frac{\partial L}{\partial y}
 
-    With running statistics (eval mode) :math:`\mu, \sigma^2` are constants and
-    :math:`\partial L/\partial x = \gamma\, \partial L/\partial y / \sqrt{\hat\sigma^2 + \epsilon}`.
+    and, through the batch statistics, :math:`\partial L/\partial x = \gamma
+    (\delta - \overline{\delta} - (x - \mu) D_c / (n(\sigma^2 + \epsilon))) /
+    \sqrt{\sigma^2 + \epsilon}` with :math:`\delta = \partial L/\partial y`. The sums run
+    over :math:`x - \mu`, not :math:`\hat x`, as PyTorch's CPU kernel does: in eval mode
+    :math:`|\hat x|` can be large (inputs far from the running mean) and rounding each
+    :math:`\hat x` first costs float32 digits in a cancelling sum. With running statistics
+    (eval mode) :math:`\mu, \sigma^2` are constants and :math:`\partial L/\partial x =
+    \gamma\, \partial L/\partial y / \sqrt{\hat\sigma^2 + \epsilon}`.
     """
-    x_hat, inv_std, weight, batch_stats = cache
+    centred, inv_std, weight, batch_stats = cache
     axes = (0, *range(2, dy.ndim))
     view = _channel_view(dy.shape)
     sum_dy = np.sum(dy, axis=axes)
-    sum_dy_xhat = np.sum(dy * x_hat, axis=axes)
+    dot = np.sum(dy * centred, axis=axes)
+    sum_dy_xhat = dot * inv_std
     scale = inv_std if weight is None else inv_std * weight
     if batch_stats:
         n = dy.dtype.type(statistics_count(dy.shape))
         dx = scale.reshape(view) * (dy - (sum_dy / n).reshape(view)
-                                    - x_hat * (sum_dy_xhat / n).reshape(view))
+                                    - centred * (sum_dy_xhat * inv_std / n).reshape(view))
     else:
         dx = dy * scale.reshape(view)
     if weight is None:
