@@ -68,8 +68,9 @@ def _record(subject: str, kind: str, dtype: str, seed: int, reason: str,
 
 
 def _dloss(spec: Spec, data: Data) -> Any:
-    """The upstream gradient compare_network uses: from the *reference's* loss shape."""
-    return run_torch(spec, data).dloss
+    """The upstream gradient compare_network uses: from the *reference's* loss shape (run
+    with the spec's noise: a dropout layer in train mode has no mask otherwise)."""
+    return run_torch(spec, data, noise=manual.draw_noise(spec, len(data.x))).dloss
 
 
 def _torch_grads(spec: Spec, params: Mapping[str, np.ndarray],

@@ -1,158 +1,182 @@
-"""One layer alone in both engines, over one or several steps: output, gradients and state.
+r"""One registry layer as a one-node graph spec, and what a single comparison cannot see.
 
-A stopgap until the shared runner (``reference.run``) and ``compare.compare_layer`` land:
-:func:`_run_both` is the ONE place that drives a layer in both engines, so it can be rewired
-in one edit. The comparisons are named as the records name them: ``forward: output``,
-``backward: input``, ``backward: weight``, ``state: running_var`` (with ``step k:`` in front
-for a sequence). Besides PyTorch agreement, each step checks two protocols of the pure pair:
-nothing given is written, and a second backward from the same cache returns the same.
+:func:`layer_case` wraps a layer sample in a graph spec (input ``x``, or ``x0``, ``x1``, ...;
+one node named after the layer; an ``l1`` loss with ``reduction: none`` against a random
+target, so that the upstream gradient at the node, :math:`\operatorname{sign}(y - t)\,
+\delta` with :math:`\delta` the runner's random ``dloss``, is random, never ones, and
+bit-identical in both engines whatever the rounding of :math:`y`: an ``mse`` upstream
+:math:`2(y - t)\delta` would carry the output's last-bit differences into every gradient)
+with its data and slots moved off their defaults (eval mode on running statistics of 0 and 1
+would hide a mistake). One step is :func:`reference.compare.compare_network` on that case.
+Two things it cannot do live here:
+
+- :func:`compare_steps`: several forward/backward steps in train or eval mode with the state
+  carried over in both engines (one manual network and one torch mirror kept across the
+  steps, driven by :func:`reference.run.run_manual` / :func:`~reference.run.run_torch`),
+  every step's tensors compared and named ``step k: state: batch_norm.running_var``;
+- :func:`pair_problems`: the contract of the pure pair itself (``manual/layers/info.py``):
+  nothing given is written, a second backward from the same cache returns the same, the
+  parameter gradients have exactly the parameters' keys, shapes and dtypes (a ``(1, C)``
+  gradient only crashes the network's ``+=``), and an index input gets ``None``.
+
+:func:`check_layer` runs a sample for one mode or a sequence of modes.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+import manual
+from manual.data import Data
 from manual.layers import LAYERS
-from manual.layers.info import LayerInfo, Signature
-from reference import engine  # noqa: F401  (configures torch for reproducible comparisons)
-from reference.compare import compare_arrays
-from reference.records import TensorComparison
+from manual.layers.info import LayerInfo
+from manual.random import stream
+from manual.spec import Spec
+from reference import mirror
+from reference.compare import _first_divergence, compare_network, compare_runs, spec_tolerance
+from reference.records import ComparisonRecord
+from reference.run import run_manual, run_torch
 
 Arrays = dict[str, np.ndarray]
 
 
-@functools.cache
-def _builder(dotted: str) -> Any:
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+@dataclass(frozen=True)
+class LayerCase:
+    """A layer sample as a spec, its data, and the slots both engines start from."""
+
+    spec: Spec
+    data: Data
+    params: Arrays
+    state: Arrays
+
+    @property
+    def node(self) -> str:
+        return self.spec.nodes[0].name
+
+    @property
+    def info(self) -> LayerInfo:
+        return LAYERS[self.spec.nodes[0].type]
 
 
-def _slot_dtype(slot_dtype: str, dtype: str) -> str:
-    return slot_dtype or dtype
+def _input_names(count: int) -> list[str]:
+    return ["x"] if count == 1 else [f"x{i}" for i in range(count)]
 
 
-def _draw_slots(signature: Signature, dtype: str, rng: np.random.Generator,
-                batch: int) -> tuple[Arrays, Arrays, Arrays]:
-    """Params at their defaults, state moved off its defaults (so that eval mode is tested on
-    running statistics that are not 0 and 1), and noise for a batch of ``batch``."""
-    params = {k: s.init(rng, s.shape).astype(_slot_dtype(s.dtype, dtype))
-              for k, s in signature.params.items()}
-    params = {k: (v + rng.uniform(-0.5, 0.5, v.shape).astype(v.dtype)) for k, v in
-              params.items()}
+def layer_spec(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
+               *, mode: str = "train", seed: int = 0) -> Spec:
+    """The one-node graph spec of layer ``name`` reading ``inputs`` (batch first)."""
+    kind = "index" if LAYERS[name].input_kind == "index" else "real"
+    refs = _input_names(len(inputs))
+    graph_inputs = {ref: {"shape": list(np.shape(a)[1:]), **({"kind": kind} if kind != "real"
+                                                               else {})}
+                    for ref, a in zip(refs, inputs, strict=True)}
+    return manual.parse_spec({
+        "name": name, "inputs": graph_inputs,
+        "nodes": [{"name": name, "type": name, "inputs": refs, **options}],
+        "loss": {"type": "l1", "reduction": "none"}, "dtype": dtype, "seed": seed,
+        "mode": mode})
+
+
+def layer_data(spec: Spec, inputs: Sequence[np.ndarray], rng: np.random.Generator) -> Data:
+    """``inputs`` as the spec's data, with a random target for the l1 loss."""
+    target = rng.standard_normal((len(inputs[0]), *spec.output_shape))
+    refs = [i.name for i in spec.inputs]
+    return manual.make_data(spec, inputs[0], target, dict(zip(refs[1:], inputs[1:],
+                                                              strict=True)))
+
+
+def shifted_slots(spec: Spec) -> tuple[Arrays, Arrays]:
+    """The default parameters and state, moved off their defaults (weights ones, running
+    variance one, ``num_batches_tracked`` zero would each hide a mistake)."""
+    rng = stream(spec.seed, "sample", "shift")
+    params = {k: (v + rng.uniform(-0.5, 0.5, v.shape)).astype(v.dtype)
+              for k, v in manual.initial_parameters(spec).items()}
     state = {}
-    for key, slot in signature.state.items():
-        start = slot.init(rng, slot.shape)
-        if slot.dtype == "int64":
-            state[key] = np.asarray(start + rng.integers(1, 5), dtype=np.int64)
+    for key, value in manual.initial_state(spec).items():
+        if value.dtype.kind in "iu":
+            state[key] = np.asarray(value + rng.integers(1, 5), dtype=value.dtype)
         else:
-            state[key] = (start + rng.uniform(0.2, 1.0, slot.shape)).astype(dtype)
-    noise = {k: s.init(rng, (batch, *s.shape)) for k, s in signature.noise.items()}
-    return params, state, noise
+            state[key] = (value + rng.uniform(0.2, 1.0, value.shape)).astype(value.dtype)
+    return params, state
 
 
-@dataclass
-class _Torch:
-    module: nn.Module
-    info: LayerInfo
-    signature: Signature
+def layer_case(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
+               *, mode: str = "train", seed: int = 0) -> LayerCase:
+    """Layer ``name`` on ``inputs`` as a one-node spec with data and shifted slots."""
+    inputs = [np.asarray(a) for a in inputs]
+    spec = layer_spec(name, options, inputs, dtype, mode=mode, seed=seed)
+    params, state = shifted_slots(spec)
+    return LayerCase(spec, layer_data(spec, inputs, stream(seed, "data", name)), params, state)
 
 
-def _torch_module(info: LayerInfo, options: Mapping[str, Any], signature: Signature,
-                  shapes: tuple[tuple[int, ...], ...], dtype: str, params: Arrays,
-                  state: Arrays) -> _Torch:
-    module = _builder(info.torch)(info, options, signature, shapes, getattr(torch, dtype))
-    with torch.no_grad():
-        for key, value in {**params, **state}.items():
-            slot = signature.params.get(key) or signature.state[key]
-            _attr(module, slot.torch).copy_(torch.from_numpy(np.array(value)))
-    return _Torch(module, info, signature)
+def _own(values: Mapping[str, np.ndarray], node: str) -> Arrays:
+    """``{"bn.weight": ...}`` -> ``{"weight": <a copy>}`` for node ``bn``."""
+    return {k.removeprefix(f"{node}."): np.array(v, copy=True) for k, v in values.items()
+            if k.startswith(f"{node}.")}
 
 
-def _attr(module: nn.Module, dotted: str) -> torch.Tensor:
-    value: Any = module
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def _run_both(info: LayerInfo, options: Mapping[str, Any], inputs: tuple[np.ndarray, ...],
-              params: Arrays, state: Arrays, noise: Arrays, dy: np.ndarray, training: bool,
-              mirror: _Torch) -> tuple[list[tuple[str, Any, Any]], Arrays, list[str]]:
-    """One forward and backward in each engine: (named pairs, manual new state, protocol
-    failures)."""
-    given_inputs = [a.copy() for a in inputs]
-    given = {"params": (params, {k: v.copy() for k, v in params.items()}),
-             "state": (state, {k: v.copy() for k, v in state.items()}),
-             "noise": (noise, {k: v.copy() for k, v in noise.items()})}
-    y, cache, new_state = info.forward(inputs, params, state, noise, training=training,
-                                       **options)
+def pair_problems(case: LayerCase, data: Data, state: Mapping[str, np.ndarray],
+                  noise: Mapping[str, np.ndarray], training: bool) -> list[str]:
+    """The pure pair's contract on one step, checked on the pair alone."""
+    info, node = case.info, case.spec.nodes[0]
+    # Copies: a pair that writes into what it is given must not spoil the engines' runs.
+    inputs = tuple(data.feed(case.spec)[ref].copy() for ref in node.inputs)
+    params, own_state, own_noise = (_own(case.params, node.name), _own(state, node.name),
+                                    _own(noise, node.name))
+    given: dict[str, Mapping[Any, np.ndarray]] = {
+        "inputs": dict(enumerate(inputs)), "params": params, "state": own_state,
+        "noise": own_noise}
+    before = {what: {k: v.copy() for k, v in arrays.items()} for what, arrays in given.items()}
+    y, cache, _ = info.forward(inputs, params, own_state, own_noise, training=training,
+                               **node.options)
+    dy = stream(case.spec.seed, "upstream", node.name).standard_normal(np.shape(y)).astype(
+        case.spec.dtype)
     dy_given = dy.copy()
     dinputs, dparams = info.backward(dy, cache)
     again_inputs, again_params = info.backward(dy_given.copy(), cache)
-    problems = []
-    if any(not np.array_equal(a, b, equal_nan=True) for a, b in
-           zip(given_inputs, inputs, strict=True)):
-        problems.append("protocol: forward or backward wrote into its inputs")
-    for what, (after, before) in given.items():
-        if any(not np.array_equal(before[k], after[k], equal_nan=True) for k in before):
-            problems.append(f"protocol: forward or backward wrote into its {what}")
+    problems = [f"protocol: forward or backward wrote into its {what}"
+                for what, arrays in given.items()
+                if any(not np.array_equal(before[what][k], v, equal_nan=True)
+                       for k, v in arrays.items())]
     if not np.array_equal(dy, dy_given, equal_nan=True):
         problems.append("protocol: backward wrote into the upstream gradient")
     same = all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in
                zip(dinputs, again_inputs, strict=True) if a is not None) and \
-        all(np.array_equal(dparams[k], again_params[k], equal_nan=True) for k in dparams)
+        all(k in again_params and np.array_equal(dparams[k], again_params[k], equal_nan=True)
+            for k in dparams)
     if not same:
         problems.append("protocol: a second backward from the same cache differs")
+    got = {k: (np.shape(g), str(np.asarray(g).dtype)) for k, g in dparams.items()}
+    want = {k: (p.shape, str(p.dtype)) for k, p in params.items()}
+    if got != want:
+        problems.append(f"protocol: parameter gradients {got}, parameters {want}")
+    for ref, dx in zip(node.inputs, dinputs, strict=True):
+        if case.spec.input_kind(ref) == "index" and dx is not None:
+            problems.append(f"protocol: index input {ref!r} must get None, got an array")
+    return problems
 
-    module = mirror.module
-    module.train(training)
-    if mirror.signature.noise:
-        masks = {k: torch.from_numpy(v.copy()) for k, v in noise.items()}
-        module.noise = masks  # type: ignore[assignment]  # a plain dict attribute
-    for p in module.parameters():
-        p.grad = None
-    tensors = []
-    for a in inputs:
-        t = torch.from_numpy(a.copy())
-        tensors.append(t.requires_grad_(True) if t.is_floating_point() else t)
-    out = module(*tensors)
-    out.backward(torch.from_numpy(dy.copy()))
 
-    pairs_out: list[tuple[str, Any, Any]] = [("forward: output", y, out.detach().numpy())]
-    for i, (got, t, a) in enumerate(zip(dinputs, tensors, inputs, strict=True)):
-        name = "backward: input" if len(tensors) == 1 else f"backward: input{i}"
-        if t.is_floating_point():
-            pairs_out.append((name, got, np.zeros(t.shape, a.dtype) if t.grad is None
-                              else t.grad.numpy()))
-        elif got is not None:
-            problems.append(f"{name}: an index input must get None, got an array")
-    for key, slot in mirror.signature.params.items():
-        grad = _attr(module, slot.torch).grad
-        want = np.zeros(slot.shape, dtype=params[key].dtype) if grad is None else grad.numpy()
-        pairs_out.append((f"backward: {key}", dparams.get(key), want))
-    if sorted(dparams) != sorted(params):
-        problems.append(f"backward: parameter gradients for {sorted(dparams)}, parameters "
-                        f"are {sorted(params)}")
-    for key, slot in mirror.signature.state.items():
-        pairs_out.append((f"state: {key}", new_state.get(key),
-                          _attr(module, slot.torch).detach().numpy().copy()))
-    return pairs_out, {k: np.asarray(v) for k, v in new_state.items()}, problems
+def _stepped(record_tensors: list[Any], step: int) -> list[Any]:
+    return [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)
+            for t in record_tensors]
 
 
 @dataclass
 class LayerCheck:
-    """The comparisons of one run and the protocol failures (empty when all held)."""
+    """The record of a layer sample's steps and the pair's protocol failures (when the
+    protocol failed, the record holds the steps before it)."""
 
-    tensors: list[TensorComparison]
+    record: ComparisonRecord
     problems: list[str]
+
+    @property
+    def tensors(self) -> list[Any]:
+        return self.record.tensors
 
     @property
     def failures(self) -> list[str]:
@@ -165,37 +189,75 @@ class LayerCheck:
         return not self.failures
 
 
-def check_layer(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
-                dtype: str, modes: Sequence[bool] = (True,), seed: int = 0,
-                fresh_inputs: bool = True) -> LayerCheck:
-    """Run layer ``name`` for one step per entry of ``modes`` (True = train) and compare.
+def _record(spec: Spec, tensors: list[Any], divergence: str | None, modes: Sequence[bool]
+            ) -> ComparisonRecord:
+    reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
+    return ComparisonRecord(
+        subject=spec.name, kind="layer", dtype=spec.dtype, seed=spec.seed,
+        passed=divergence is None and all(t.passed for t in tensors),
+        first_divergence=divergence, tolerance_reason="; ".join(sorted(reasons)),
+        tensors=tensors, spec=spec.to_dict(),
+        options={"modes": ["train" if m else "eval" for m in modes]})
 
-    State carries over from step to step in both engines (the manual engine's new state is
-    fed back; the torch module keeps its buffers). With ``fresh_inputs`` each later step
-    draws new real inputs of the same shapes (index inputs are reused).
+
+def compare_steps(case: LayerCase, modes: Sequence[bool], steps_data: Sequence[Data]
+                  ) -> LayerCheck:
+    """One step per mode (True = train) on ``steps_data``, state carried in both engines.
+
+    One manual network and one torch mirror live across the steps; each step gets its own
+    noise (``draw_noise(..., step=k)``) and zeroed gradients. The pair's protocol is checked
+    first, from the state the manual engine carries into the step; where it fails, the
+    engines are not run (a ``(1, C)`` gradient would only crash the network's ``+=``).
     """
-    info = LAYERS[name]
-    rng = np.random.default_rng(seed)
-    options = dict(options)
-    inputs = tuple(np.asarray(a) for a in inputs)
-    shapes = tuple(a.shape[1:] for a in inputs)
-    signature = info.signature(options, shapes)
-    params, state, noise = _draw_slots(signature, dtype, rng, inputs[0].shape[0])
-    mirror = _torch_module(info, options, signature, shapes, dtype, params, state)
-    tensors, problems = [], []
-    for step, training in enumerate(modes):
-        if step and fresh_inputs:
-            inputs = tuple(rng.standard_normal(a.shape).astype(a.dtype) * 2 + 0.5
-                           if a.dtype.kind == "f" else a for a in inputs)
-            noise = _draw_slots(signature, dtype, rng, inputs[0].shape[0])[2]
-        dy = rng.standard_normal((inputs[0].shape[0], *signature.shape)).astype(dtype)
-        pairs, state, found = _run_both(info, options, inputs, params, state, noise, dy,
-                                        training, mirror)
-        prefix = f"step {step} ({'train' if training else 'eval'}): " if len(modes) > 1 else ""
-        for label, got, want in pairs:
-            stage = "forward" if label.startswith(("forward", "state")) else "backward"
-            tolerance = info.tolerance(dtype, stage)
-            tensors.append(compare_arrays(prefix + label, got, want, tolerance,
-                                          keep_values=False))
-        problems += [prefix + p for p in found]
-    return LayerCheck(tensors, problems)
+    spec = case.spec
+    mine_net = manual.build(spec, {k: v.copy() for k, v in case.params.items()},
+                            {k: v.copy() for k, v in case.state.items()})
+    torch_net = mirror.build(spec, case.params, case.state)
+    tensors: list[Any] = []
+    divergence, state = None, dict(case.state)
+    for step, (training, data) in enumerate(zip(modes, steps_data, strict=True)):
+        label = f"step {step} ({'train' if training else 'eval'})"
+        noise = manual.draw_noise(spec, len(data.x), step=step)
+        problems = [f"{label}: {p}" for p in pair_problems(case, data, state, noise, training)]
+        if problems:
+            return LayerCheck(_record(spec, tensors, divergence or problems[0], modes),
+                              problems)
+        mine_net.train(training).zero_grad()
+        torch_net.train(training)
+        ref = run_torch(spec, data, noise=noise, net=torch_net)
+        mine = run_manual(spec, data, dloss=ref.dloss, noise=noise, net=mine_net)
+        state = mine.state
+        compared = compare_runs(spec, mine, ref)
+        where = _first_divergence(spec, {t.name: t for t in compared})
+        if divergence is None and where is not None:
+            divergence = f"{label}: {where}"
+        tensors += [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)
+                    for t in compared]
+    return LayerCheck(_record(spec, tensors, divergence, modes), [])
+
+
+def check_layer(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
+                dtype: str, modes: Sequence[bool] = (True,), seed: int = 0) -> LayerCheck:
+    """Layer ``name`` on ``inputs`` for one step per entry of ``modes`` (True = train).
+
+    One step is the pair's protocol, then :func:`~reference.compare.compare_network` on the
+    :func:`layer_case`; several are :func:`compare_steps`, each later step on fresh real
+    inputs of the same shapes (index inputs reused).
+    """
+    case = layer_case(name, options, inputs, dtype, mode="train" if modes[0] else "eval",
+                      seed=seed)
+    if len(modes) == 1:
+        noise = manual.draw_noise(case.spec, len(case.data.x))
+        problems = pair_problems(case, case.data, case.state, noise, modes[0])
+        if problems:
+            return LayerCheck(_record(case.spec, [], problems[0], modes), problems)
+        record = compare_network(case.spec, case.data, params=case.params, state=case.state,
+                                 noise=noise, keep_values=False)
+        return LayerCheck(record, [])
+    rng = stream(seed, "sample", "steps")
+    steps_data = [case.data]
+    for _ in modes[1:]:
+        fresh = [(rng.standard_normal(np.shape(a)) * 2 + 0.5).astype(a.dtype)
+                 if a.dtype.kind == "f" else a for a in map(np.asarray, inputs)]
+        steps_data.append(layer_data(case.spec, fresh, rng))
+    return compare_steps(case, modes, steps_data)

@@ -325,9 +325,11 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
                      ) -> str | None:
     """The first comparison that fails under ``mutant`` (``None`` if it survives).
 
-    Layers: every sample of each layer the mutant touches, in train mode, eval mode and a
-    train→eval→train sequence (``reference.layer_check``). Losses: weighted and ignore_index
-    cases through ``compare_op``. An exception counts as a kill (the engine refused or broke).
+    Layers: every sample of each layer the mutant touches as a one-node graph spec, in
+    train mode and eval mode (``compare_network``) and a train→eval→train sequence with the
+    state carried (``reference.layer_check``), after the pair's own protocol. Losses:
+    weighted and ignore_index cases through ``compare_op``. An exception counts as a kill
+    (the engine refused or broke).
     """
     from reference.compare import compare_op
     from reference.layer_check import check_layer
@@ -353,5 +355,5 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
                         except (ValueError, TypeError, IndexError) as error:
                             return f"{where}: raised {type(error).__name__}: {error}"
                         if not result.passed:
-                            return f"{where}: {result.failures[0]}"
+                            return f"{where}: {result.record.first_divergence}"
     return None

@@ -1,8 +1,10 @@
 """The norm, dropout and embedding layers against PyTorch: every sample x dtype x mode.
 
-Each comparison runs the registry entry and PyTorch's own module (``reference.builders.norm``)
-on the same inputs, parameters, state and keep-mask, and compares the output, every input
-and parameter gradient and every state buffer after the step (``reference.layer_check``).
+Each comparison runs the layer as a one-node graph spec (``reference.layer_check``) through
+``reference.compare.compare_network``: the manual engine and the torch mirror (PyTorch's own
+module, ``reference.builders.norm``) on the same inputs, parameters, state and keep-mask,
+comparing the output, every input and parameter gradient and every state buffer after the
+step; sequences of steps carry the state in both engines.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from manual.layers import LAYERS
 from manual.layers.norm import NORM_LAYERS
 from manual.ops import dropout as drop
 from manual.ops import normalization as nrm
-from reference.layer_check import check_layer
+from reference.conformance import PROTOCOLS, run_protocol
+from reference.layer_check import check_layer, layer_case
 
 DTYPES = ("float32", "float64")
 NAMES = [info.name for info in NORM_LAYERS]
@@ -42,11 +45,26 @@ def test_layer_matches_torch(name: str, index: int, label: str, dtype: str,
     result = check_layer(name, sample.options, sample.inputs, dtype, (training,), seed=index)
     assert result.passed, result.failures
     compared = {t.name for t in result.tensors}
-    assert "forward: output" in compared
+    assert f"forward: {name}" in compared  # the one node is named after its layer
     signature = LAYERS[name].signature(sample.options, tuple(a.shape[1:] for a in
                                                              sample.inputs))
-    assert {f"state: {k}" for k in signature.state} <= compared
-    assert {f"backward: {k}" for k in signature.params} <= compared
+    assert {f"state: {name}.{k}" for k in signature.state} <= compared
+    assert {f"backward: {name}.{k}" for k in signature.params} <= compared
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("name", "index", "label"), CASES,
+                         ids=[f"{n}-{label}" for n, _, label in CASES])
+def test_conformance_protocols_on_the_layer(name: str, index: int, label: str, dtype: str,
+                                            mode: str) -> None:
+    """Main's protocols (single pass with the float32 rounding judge, two accumulated
+    backward passes, stale cache, no mutation) on the layer as a one-node spec."""
+    sample = _samples(name, dtype)[index]
+    case = layer_case(name, sample.options, sample.inputs, dtype, mode=mode, seed=index)
+    for protocol in PROTOCOLS:
+        record = run_protocol(protocol, case.spec, case.data)
+        assert record.passed, (protocol, record.first_divergence)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

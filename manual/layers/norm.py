@@ -251,7 +251,9 @@ def _dropout_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) ->
     def mask(rng: np.random.Generator, batch_shape: Shape) -> Array:
         return drop.keep_mask(rng, batch_shape, p)
 
-    return Signature(shape, noise={"mask": Slot(shape, mask)})
+    # The mask reaches both engines as drawn, float64 0/1 in any run: the layer must cast it,
+    # and one that multiplies it uncast leaks float64 into a float32 run (a real bug class).
+    return Signature(shape, noise={"mask": Slot(shape, mask, dtype="float64")})
 
 
 def _dropout_forward(inputs: tuple[Array, ...], params: Any, state: Any,

@@ -63,6 +63,9 @@ class MaskedDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
+        if "mask" not in self.noise:
+            raise ValueError("dropout: needs a keep-mask (noise 'mask') in train mode; the "
+                             "harness draws it with manual.draw_noise")
         mask = self.noise["mask"].to(x.dtype)
         if self.p == 1:
             return x * torch.zeros((), dtype=x.dtype)
