@@ -14,8 +14,10 @@ or node (``layers[2] (linear): out_features ...``, ``node 'skip' (add): inputs m
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +97,7 @@ class Spec:
     def node(self, name: str) -> Node:
         return self._nodes[name]
 
-    @property
+    @functools.cached_property
     def _nodes(self) -> dict[str, Node]:
         return {node.name: node for node in self.nodes}
 
@@ -117,8 +119,12 @@ class Spec:
 
     def shared(self) -> frozenset[str]:
         """The values read by more than one input edge (where gradients add up)."""
-        edges = [ref for node in self.nodes for ref in node.inputs]
-        return frozenset(ref for ref in edges if edges.count(ref) > 1)
+        return self._shared
+
+    @functools.cached_property
+    def _shared(self) -> frozenset[str]:
+        edges = Counter(ref for node in self.nodes for ref in node.inputs)
+        return frozenset(ref for ref, count in edges.items() if count > 1)
 
     @property
     def layers(self) -> tuple[LayerSpec, ...]:

@@ -36,7 +36,7 @@ from reference import matrix, mirror, sampling
 from reference.compare import compare_arrays, compare_network, compare_op, spec_tolerance
 from reference.records import ComparisonRecord, TensorComparison
 from reference.rounding import rounding_excuse
-from reference.run import run_manual, run_torch
+from reference.run import reference_dloss, run_manual, run_torch
 
 PROTOCOLS = ("single", "accumulate", "stale_cache", "no_mutation")
 UNCHANGED = Tolerance(0.0, 0.0, "must be left unchanged, bit for bit")
@@ -67,12 +67,6 @@ def _record(subject: str, kind: str, dtype: str, seed: int, reason: str,
     )
 
 
-def _dloss(spec: Spec, data: Data) -> Any:
-    """The upstream gradient compare_network uses: from the *reference's* loss shape (run
-    with the spec's noise: a dropout layer in train mode has no mask otherwise)."""
-    return run_torch(spec, data, noise=manual.draw_noise(spec, len(data.x))).dloss
-
-
 def _torch_grads(spec: Spec, params: Mapping[str, np.ndarray],
                  passes: list[tuple[Data, Any]]) -> dict[str, np.ndarray]:
     """Backward once per (data, dloss) in ``passes`` with no zero_grad in between: ``.grad``
@@ -80,8 +74,7 @@ def _torch_grads(spec: Spec, params: Mapping[str, np.ndarray],
     net = mirror.build(spec, params)
     noise = manual.draw_noise(spec, len(passes[0][0].x))
     grads: dict[str, np.ndarray] = {}
-    for data, dloss in passes:
-        net.zero_grad(set_to_none=False)
+    for data, dloss in passes:  # each run starts from zero grads; the sum is .grad's
         run = run_torch(spec, data, dloss=dloss, noise=noise, net=net)
         grads = {k: grads[k] + v if k in grads else v for k, v in run.param_grads.items()}
     return grads
@@ -123,7 +116,7 @@ def check_single(spec: Spec, data: Data) -> ComparisonRecord:
 def check_accumulate(spec: Spec, data: Data) -> ComparisonRecord:
     """Two backward passes without ``zero_grad``: gradients add up, as in ``.grad``."""
     params = manual.initial_parameters(spec)
-    dloss = _dloss(spec, data)
+    dloss = reference_dloss(spec, data)
     net = _manual_net(spec, params)
     noise = manual.draw_noise(spec, len(data.x))
     for _ in range(2):
@@ -140,7 +133,7 @@ def other_batch(x: np.ndarray) -> np.ndarray:
 def check_stale_cache(spec: Spec, data: Data) -> ComparisonRecord:
     """Forward on batch A, then forward, loss and backward on B: gradients are B's alone."""
     params = manual.initial_parameters(spec)
-    dloss = _dloss(spec, data)
+    dloss = reference_dloss(spec, data)
     net = _manual_net(spec, params)
     noise = manual.draw_noise(spec, len(data.x))
     net.forward({k: other_batch(v) if v.dtype.kind == "f" else v
@@ -160,7 +153,7 @@ def check_stale_cache(spec: Spec, data: Data) -> ComparisonRecord:
 def check_no_mutation(spec: Spec, data: Data) -> ComparisonRecord:
     """A whole pass leaves x, y, the upstream gradient and the parameters unchanged."""
     params = manual.initial_parameters(spec)
-    dloss = np.array(_dloss(spec, data), dtype=spec.dtype)
+    dloss = np.array(reference_dloss(spec, data), dtype=spec.dtype)
     x, y = data.x.copy(), data.y.copy()
     net = manual.build(spec, params)
     before = {"x": x.copy(), "y": y.copy(), "dloss": dloss.copy(),

@@ -62,9 +62,6 @@ class TorchGraph(nn.Module):
     def layers(self) -> list[nn.Module]:
         return list(self.graph_nodes)
 
-    def module(self, name: str) -> nn.Module:
-        return self.graph_nodes[[n.name for n in self.spec.nodes].index(name)]
-
     def forward(self, inputs: Mapping[str, torch.Tensor],
                 noise: Mapping[str, torch.Tensor] | None = None
                 ) -> tuple[dict[str, torch.Tensor], dict[tuple[str, int], torch.Tensor]]:

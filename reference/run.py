@@ -18,8 +18,10 @@ import manual
 from manual.data import Data
 from manual.numerics import Array
 from manual.random import stream
+from manual.registry import LOSSES
 from manual.spec import Spec
 from reference import mirror
+from reference.engine import torch_callable
 
 
 @dataclass
@@ -40,15 +42,21 @@ class Run:
     grad_in: dict[tuple[str, int], Array] = field(default_factory=dict)
     dloss: Any = None
 
-    def input_grad(self, spec: Spec, name: str | None = None) -> Array:
-        return self.grad_at[name or spec.inputs[0].name]
-
 
 def default_dloss(spec: Spec, loss_shape: tuple[int, ...]) -> np.ndarray:
     """1 for a reduced loss (as ``loss.backward()``); a seeded random array for ``none``."""
     if not loss_shape:
         return np.asarray(1.0, dtype=spec.dtype)
     return stream(spec.seed, "dloss").standard_normal(loss_shape).astype(spec.dtype)
+
+
+def reference_dloss(spec: Spec, data: Data) -> np.ndarray:
+    """The upstream gradient both runs of ``spec`` on ``data`` get by default, from the shape of
+    PyTorch's loss (evaluated on a zero output: the network itself need not run)."""
+    output = torch.zeros((len(data.x), *spec.output_shape), dtype=getattr(torch, spec.dtype))
+    loss_fn = torch_callable(LOSSES[spec.loss.type])
+    loss = loss_fn(output, torch.from_numpy(data.y), **spec.loss.options)
+    return default_dloss(spec, tuple(loss.shape))
 
 
 def _zeros_like(value: Array) -> Array:
@@ -96,10 +104,9 @@ def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = No
     if net is None:
         net = mirror.build(spec, params, state)
     net.zero_grad(set_to_none=False)
-    feed = {}
+    arrays, feed = data.feed(spec), {}
     for item in spec.inputs:
-        array = data.feed(spec)[item.name]
-        tensor = torch.from_numpy(array.copy())
+        tensor = torch.from_numpy(arrays[item.name].copy())
         feed[item.name] = tensor.requires_grad_(True) if item.kind == "real" else tensor
     values, edges = net(feed, None if noise is None else
                         {k: torch.from_numpy(np.asarray(v).copy()) for k, v in noise.items()})

@@ -77,6 +77,29 @@ class Evaluator(Protocol):
         ...
 
 
+class Analytic:
+    """The half of the Evaluator protocol that every evaluator shares: the analytic
+    gradients ``grads`` it computed once, and the loss scale ``scale``."""
+
+    grads: dict[str, Array]
+    scale: float
+
+    def value(self, name: str) -> Array:
+        raise NotImplementedError
+
+    def problem(self, name: str) -> str:
+        got, want = np.shape(self.grads[name]), self.value(name).shape
+        if got != want:
+            return f"the analytic gradient has shape {got}, the tensor has shape {want}"
+        return ""
+
+    def analytic(self, name: str) -> Array:
+        return self.grads[name]
+
+    def loss_scale(self) -> float:
+        return self.scale
+
+
 def noise_level(evaluator: Evaluator, h: float, complex_step: bool, analytic: Array) -> float:
     """The absolute error of one numerical derivative that rounding alone can cause."""
     if complex_step:

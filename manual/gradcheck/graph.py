@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from manual.data import Data
-from manual.gradcheck.core import Array
+from manual.gradcheck.core import Analytic, Array
 from manual.layers import LAYERS
 from manual.network import Network
 from manual.parameters import draw_noise, initial_parameters, initial_state
@@ -28,11 +28,11 @@ from manual.registry import LOSSES
 from manual.spec import Spec
 
 
-class GraphEvaluator:
+class GraphEvaluator(Analytic):
     """Perturbed evaluations of a graph network's loss (the Evaluator protocol)."""
 
     def __init__(self, spec: Spec, data: Data, params: Mapping[str, Array] | None = None,
-                 dloss: Any = None) -> None:
+                 seed: int = 0) -> None:
         self.spec, self.y = spec, data.y
         params = initial_parameters(spec) if params is None else params
         self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
@@ -43,9 +43,11 @@ class GraphEvaluator:
         inputs = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
                   for k, v in data.feed(spec).items()}
         loss = net.loss(net.forward(inputs, self.noise), self.y)
-        self.dloss = np.ones(()) if dloss is None and not np.shape(loss) else (
-            np.asarray(dloss, dtype=np.float64) if dloss is not None else
-            np.random.default_rng(0).standard_normal(np.shape(loss)))
+        # A reduced loss is backpropagated from 1; ``none`` from a seeded random upstream,
+        # drawn as the rank-one evaluator draws it.
+        shape = np.shape(loss)
+        self.dloss = np.random.default_rng([seed, 1]).standard_normal(shape) if shape \
+            else np.ones(())
         self.base: dict[str, Any] = dict(net.values)
         self.training = net.training
         net.backward(self.dloss)
@@ -66,18 +68,6 @@ class GraphEvaluator:
 
     def value(self, name: str) -> Array:
         return self.inputs[name] if name in self.inputs else self.params[name]
-
-    def problem(self, name: str) -> str:
-        got, want = np.shape(self.grads[name]), self.value(name).shape
-        if got != want:
-            return f"the analytic gradient has shape {got}, the tensor has shape {want}"
-        return ""
-
-    def analytic(self, name: str) -> Array:
-        return self.grads[name]
-
-    def loss_scale(self) -> float:
-        return self.scale
 
     def differences(self, name: str, h: float, flat: NDArray[np.int64] | None = None,
                     direction: Array | None = None, complex_step: bool = False

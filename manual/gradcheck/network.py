@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from manual.data import Data, make_data
 from manual.gradcheck import complex_ops
-from manual.gradcheck.core import Array, straddles
+from manual.gradcheck.core import Analytic, Array, straddles
 from manual.gradcheck.graph import GraphEvaluator
 from manual.gradcheck.modes import default_eps, run_check
 from manual.gradcheck.records import GradcheckRecord
@@ -78,11 +78,15 @@ class _Layer:
 
 def _float64_copy(spec: Spec, data: Data, params: Mapping[str, Array] | None
                   ) -> tuple[Spec, Data, dict[str, Array]]:
+    """The spec, data and parameters in float64: a float32 network is checked on a copy."""
     given = initial_parameters(spec) if params is None else dict(params)
-    spec64 = parse_spec({**spec.to_dict(), "dtype": "float64"})
-    y = data.y if data.y.dtype.kind in "iu" else data.y.astype(np.float64)
-    data64 = Data(np.asarray(data.x, dtype=np.float64), y)
-    return spec64, data64, {k: np.asarray(v, dtype=np.float64) for k, v in given.items()}
+
+    def wide(v: Array) -> Array:
+        return np.asarray(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f" else v
+
+    data64 = Data(wide(data.x), wide(data.y), {k: wide(v) for k, v in data.others.items()})
+    return (dataclasses.replace(spec, dtype="float64"), data64,
+            {k: np.asarray(v, dtype=np.float64) for k, v in given.items()})
 
 
 def complex_refusal(spec: Spec) -> str:
@@ -101,7 +105,7 @@ class BackpropError(RuntimeError):
     """The engine under test raised while computing the analytic gradient."""
 
 
-class NetworkEvaluator:
+class NetworkEvaluator(Analytic):
     """Batched perturbed evaluations of a network's loss (see the module docstring)."""
 
     def __init__(self, spec: Spec, data: Data, params: Mapping[str, Array] | None = None,
@@ -171,18 +175,6 @@ class NetworkEvaluator:
 
     def value(self, name: str) -> Array:
         return self.x if name == INPUT else self.params[name]
-
-    def problem(self, name: str) -> str:
-        got, want = np.shape(self.grads[name]), self.value(name).shape
-        if got != want:
-            return f"the analytic gradient has shape {got}, the tensor has shape {want}"
-        return ""
-
-    def analytic(self, name: str) -> Array:
-        return self.grads[name]
-
-    def loss_scale(self) -> float:
-        return self.scale
 
     def differences(
         self, name: str, h: float, flat: NDArray[np.int64] | None = None,
@@ -333,19 +325,8 @@ def fast_path(spec: Spec) -> bool:
 def _graph_evaluator(spec: Spec, data: Data, params: Mapping[str, Array] | None,
                      seed: int) -> GraphEvaluator:
     """The general evaluator, on a float64 copy (the subject's exceptions are its failure)."""
-    given = initial_parameters(spec) if params is None else dict(params)
-    wide = dataclasses.replace(spec, dtype="float64")
-    y = data.y if data.y.dtype.kind in "iu" else data.y.astype(np.float64)
-    others = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
-              for k, v in data.others.items()}
     try:
-        loss_shape = np.shape(LOSSES[spec.loss.type].forward(
-            np.zeros((len(data.x), *spec.output_shape)), y, **spec.loss.options)[0])
-        dloss = np.random.default_rng([seed, 1]).standard_normal(loss_shape) if loss_shape \
-            else None
-        return GraphEvaluator(wide, Data(data.x.astype(np.float64), y, others),
-                              {k: np.asarray(v, dtype=np.float64) for k, v in given.items()},
-                              dloss)
+        return GraphEvaluator(*_float64_copy(spec, data, params), seed=seed)
     except Exception as error:  # the subject under test: whatever it raises is its failure
         raise BackpropError(f"the network's forward or backward raised "
                             f"{type(error).__name__}: {error}") from error

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manual import init as initializers
-from manual.layers.info import EMPTY, Array, LayerInfo, Shape, Signature, Slot
+from manual.layers.info import EMPTY, Array, LayerInfo, Shape, Signature, Slot, stateless
 from manual.ops import merge
 from manual.ops.linear import LinearCache, linear_backward, linear_forward
 from manual.options import Given, Int
@@ -136,29 +136,8 @@ class LinearNodeCache(NamedTuple):
     has_bias: bool
 
 
-def _linear_forward(inputs: tuple[Array, ...], params: Mapping[str, Array], state: Any,
-                    noise: Any, *, training: bool, **options: Any) -> tuple[Any, Any, dict]:
-    bias = params.get("bias")
-    y, cache = linear_forward(inputs[0], params["weight"], bias)
-    return y, LinearNodeCache(cache, bias is not None), {}
-
-
-def _linear_backward(dy: Array, cache: LinearNodeCache
-                     ) -> tuple[tuple[Array, ...], dict[str, Array]]:
-    dx, dweight, dbias = linear_backward(dy, cache.pair)
-    return (dx,), ({"weight": dweight, "bias": dbias} if cache.has_bias else {"weight": dweight})
-
-
-LINEAR = LayerInfo(
-    name="linear", forward=_linear_forward, backward=_linear_backward, torch=B + "linear",
-    options={"out_features": Given(), "in_features": Given(),
-             "weight": Given(), "bias": Given(True), "init": Given()},
-    signature=_linear_signature, structure="affine",
-)
-
-
-def linear_with(forward: Any = linear_forward, backward: Any = linear_backward) -> LayerInfo:
-    """The ``linear`` entry over another pair (a mutant, or a pair that counts its work)."""
+def _linear_pair(forward: Any, backward: Any) -> tuple[Any, Any]:
+    """The layer convention's forward/backward over a ``(x, weight, bias)`` pair."""
     def layer_forward(inputs: tuple[Array, ...], params: Mapping[str, Array], state: Any,
                       noise: Any, *, training: bool, **options: Any) -> tuple[Any, Any, dict]:
         bias = params.get("bias")
@@ -170,6 +149,21 @@ def linear_with(forward: Any = linear_forward, backward: Any = linear_backward) 
         return (dx,), ({"weight": dweight, "bias": dbias} if cache.has_bias else
                        {"weight": dweight})
 
+    return layer_forward, layer_backward
+
+
+_FORWARD, _BACKWARD = _linear_pair(linear_forward, linear_backward)
+LINEAR = LayerInfo(
+    name="linear", forward=_FORWARD, backward=_BACKWARD, torch=B + "linear",
+    options={"out_features": Given(), "in_features": Given(),
+             "weight": Given(), "bias": Given(True), "init": Given()},
+    signature=_linear_signature, structure="affine",
+)
+
+
+def linear_with(forward: Any = linear_forward, backward: Any = linear_backward) -> LayerInfo:
+    """The ``linear`` entry over another pair (a mutant, or a pair that counts its work)."""
+    layer_forward, layer_backward = _linear_pair(forward, backward)
     return dataclasses.replace(LINEAR, forward=layer_forward, backward=layer_backward)
 
 
@@ -211,17 +205,7 @@ def _add_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Sig
     return Signature(shapes[0])
 
 
-def _add_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
-                 training: bool) -> tuple[Any, Any, dict]:
-    y, cache = merge.add_forward(*inputs)
-    return y, cache, {}
-
-
-def _add_backward(dy: Array, cache: merge.AddCache) -> tuple[tuple[Array, ...], dict]:
-    return merge.add_backward(dy, cache), {}
-
-
-def _batch_dim(dim: int, rank: int, what: str) -> int:
+def batch_dim(dim: int, rank: int, what: str) -> int:
     """``dim`` of the batched tensor (rank ``rank + 1``) as a per-sample axis, or an error."""
     if not -(rank + 1) <= dim <= rank:
         raise ValueError(f"{what} {dim} is out of range for inputs of {rank + 1} dimensions "
@@ -239,7 +223,7 @@ def _concat_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
     if len(ranks) != 1 or 0 in ranks:
         raise ValueError(f"inputs must have one rank of at least 1, got "
                          f"{' and '.join(map(str, shapes))}")
-    axis = _batch_dim(options.get("dim", 1), ranks.pop(), "dim")
+    axis = batch_dim(options.get("dim", 1), ranks.pop(), "dim")
     others = {s[:axis] + s[axis + 1:] for s in shapes}
     if len(others) != 1:
         raise ValueError(f"inputs must agree except along dim {options.get('dim', 1)}, got "
@@ -248,21 +232,11 @@ def _concat_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
     return Signature((*first[:axis], sum(s[axis] for s in shapes), *first[axis + 1:]))
 
 
-def _concat_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
-                    training: bool, dim: int = 1) -> tuple[Any, Any, dict]:
-    y, cache = merge.concat_forward(*inputs, dim=dim)
-    return y, cache, {}
-
-
-def _concat_backward(dy: Array, cache: merge.ConcatCache) -> tuple[tuple[Array, ...], dict]:
-    return merge.concat_backward(dy, cache), {}
-
-
 def _flatten_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     shape = one_input(shapes, rank=0)
     rank = len(shape)
-    start = _batch_dim(options.get("start_dim", 1), rank, "start_dim") if rank else 0
-    end = _batch_dim(options.get("end_dim", -1), rank, "end_dim") if rank else 0
+    start = batch_dim(options.get("start_dim", 1), rank, "start_dim") if rank else 0
+    end = batch_dim(options.get("end_dim", -1), rank, "end_dim") if rank else 0
     if end < start:
         raise ValueError(f"end_dim {options.get('end_dim', -1)} comes before start_dim "
                          f"{options.get('start_dim', 1)}")
@@ -271,24 +245,13 @@ def _flatten_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) ->
     return Signature((*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:]))
 
 
-def _flatten_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
-                     training: bool, start_dim: int = 1, end_dim: int = -1
-                     ) -> tuple[Any, Any, dict]:
-    y, cache = merge.flatten_forward(inputs[0], start_dim, end_dim)
-    return y, cache, {}
-
-
-def _flatten_backward(dy: Array, cache: merge.FlattenCache) -> tuple[tuple[Array, ...], dict]:
-    return (merge.flatten_backward(dy, cache),), {}
-
-
 GRAPH_LAYERS = (
-    LayerInfo(name="add", forward=_add_forward, backward=_add_backward, torch=B + "add",
+    LayerInfo("add", *stateless(merge.add_forward, merge.add_backward), torch=B + "add",
               options=EMPTY, signature=_add_signature),
-    LayerInfo(name="concat", forward=_concat_forward, backward=_concat_backward,
+    LayerInfo("concat", *stateless(merge.concat_forward, merge.concat_backward),
               torch=B + "concat", options={"dim": Int(1, low=-(1 << 30))},
               signature=_concat_signature),
-    LayerInfo(name="flatten", forward=_flatten_forward, backward=_flatten_backward,
+    LayerInfo("flatten", *stateless(merge.flatten_forward, merge.flatten_backward),
               torch=B + "flatten",
               options={"start_dim": Int(1, low=-(1 << 30)), "end_dim": Int(-1, low=-(1 << 30))},
               signature=_flatten_signature),

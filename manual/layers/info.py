@@ -122,3 +122,22 @@ class LayerInfo:
         if self.op is not None:
             return self.op.tolerance(dtype, stage)
         return DEFAULT_TOLERANCES[dtype]
+
+
+def stateless(forward: Callable[..., tuple[Any, Any]], backward: Callable[..., Any]
+              ) -> tuple[Forward, Backward]:
+    """The layer convention over a pure pair without parameters, state or noise.
+
+    ``forward(*inputs, **options) -> (y, cache)``; ``backward(dy, cache)`` returns one
+    gradient per input (a bare array when there is one).
+    """
+    def layer_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
+                      training: bool, **options: Any) -> tuple[Any, Any, dict[str, Array]]:
+        y, cache = forward(*inputs, **options)
+        return y, cache, {}
+
+    def layer_backward(dy: Array, cache: Any) -> tuple[tuple[Array | None, ...], dict]:
+        dinputs = backward(dy, cache)
+        return (dinputs if isinstance(dinputs, tuple) else (dinputs,)), {}
+
+    return layer_forward, layer_backward

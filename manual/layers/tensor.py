@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from manual.layers.core import _batch_dim, one_input
-from manual.layers.info import Array, LayerInfo, Sample, Shape, Signature
+from manual.layers.core import batch_dim, one_input
+from manual.layers.info import Array, LayerInfo, Sample, Shape, Signature, stateless
 from manual.ops import tensor as ops
 from manual.options import Given, Int
 
@@ -26,7 +26,7 @@ ANY_INT = -(1 << 30)
 
 def _select_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     shape = one_input(shapes)
-    axis = _batch_dim(options.get("dim", 1), len(shape), "dim")
+    axis = batch_dim(options.get("dim", 1), len(shape), "dim")
     index = options.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or \
             not -shape[axis] <= index < shape[axis]:
@@ -79,8 +79,8 @@ def _permute_backward(dy: Array, cache: ops.PermuteCache) -> tuple[tuple[Array, 
 
 def _transpose_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     shape = list(one_input(shapes))
-    a = _batch_dim(options.get("dim0", 1), len(shape), "dim0")
-    b = _batch_dim(options.get("dim1", 2), len(shape), "dim1")
+    a = batch_dim(options.get("dim0", 1), len(shape), "dim0")
+    b = batch_dim(options.get("dim1", 2), len(shape), "dim1")
     shape[a], shape[b] = shape[b], shape[a]
     return Signature(tuple(shape))
 
@@ -133,16 +133,6 @@ def _matmul_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
     return Signature((*lead, a[-2], b[-1]))
 
 
-def _matmul_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
-                    training: bool) -> tuple[Any, Any, dict]:
-    y, cache = ops.matmul_forward(*inputs)
-    return y, cache, {}
-
-
-def _matmul_backward(dy: Array, cache: ops.MatmulCache) -> tuple[tuple[Array, ...], dict]:
-    return ops.matmul_backward(dy, cache), {}
-
-
 def _one(draw: Any, options: dict[str, Any], shape: tuple[int, ...], name: str) -> Sample:
     return Sample(options, (draw(*shape),), name)
 
@@ -183,7 +173,7 @@ TENSOR_LAYERS = (
     LayerInfo(name="reshape", forward=_reshape_forward, backward=_reshape_backward,
               torch=B + "reshape", options={"shape": Given(required=True)},
               signature=_reshape_signature, samples=_samples("reshape")),
-    LayerInfo(name="matmul", forward=_matmul_forward, backward=_matmul_backward,
+    LayerInfo("matmul", *stateless(ops.matmul_forward, ops.matmul_backward),
               torch=B + "matmul", options={}, signature=_matmul_signature,
               samples=_samples("matmul")),
 )
