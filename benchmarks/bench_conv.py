@@ -16,34 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
+from timing import paired_medians
 from torch import nn
 
 from manual.layers import LAYERS
-
-Step = Callable[[], object]
-
-
-def paired_medians(first: Step, second: Step, budget: float, min_runs: int = 5
-                   ) -> tuple[float, float]:
-    """Median seconds of two steps timed alternately (after one warm-up each)."""
-    first(), second()
-    times: tuple[list[float], list[float]] = ([], [])
-    start = time.perf_counter()
-    while len(times[0]) < min_runs or time.perf_counter() - start < budget:
-        for step, out in ((first, times[0]), (second, times[1])):
-            t0 = time.perf_counter()
-            step()
-            out.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
-
 
 Chain = list[tuple[str, dict[str, Any]]]
 
@@ -97,7 +79,8 @@ def bench(chain: Chain, input_shape: tuple[int, ...], dtype: str, budget: float
         tx.grad = None
         net(tx).backward(tdy)
 
-    return paired_medians(lambda: _manual_chain(chain, x, dy, params), torch_step, budget)
+    return paired_medians(lambda: _manual_chain(chain, x, dy, params), torch_step, budget,
+                          min_runs=5)
 
 
 CONV = {"out_channels": 32, "kernel_size": 3, "padding": 1}

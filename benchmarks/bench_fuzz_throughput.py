@@ -42,14 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL: dict[str, Any] = {"max_depth": 3, "max_width": 16, "max_batch": 8}
 # Where compare_network spends its time: cumulative time of these (non-nested) calls.
 PARTS = [
-    ("parameters (initial_parameters, from the spec's seed)", "manual/network.py",
+    ("parameters (initial_parameters, from the spec's seed)", "manual/parameters.py",
      "initial_parameters"),
     ("manual: build", "manual/network.py", "__init__"),
     ("manual: forward", "manual/network.py", "forward"),
     ("manual: loss", "manual/network.py", "loss"),
     ("manual: backward", "manual/network.py", "backward"),
-    ("torch: build the nn.Module", "reference/engine.py", "build"),
-    ("torch: forward + autograd backward", "reference/engine.py", "run"),
+    ("torch: build the nn.Module", "reference/mirror.py", "build"),
+    ("torch: forward + autograd backward", "reference/run.py", "run_torch"),
     ("comparison: compare_arrays (15-20 tensors a case)", "reference/compare.py",
      "compare_arrays"),
 ]

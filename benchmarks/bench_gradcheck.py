@@ -14,8 +14,9 @@ mode is only run where the fit over the smaller sizes predicts it within ``--tor
 seconds; beyond that its time is extrapolated from that fit and marked as such.
 
 The figures are written, with the machine's description (versions, thread counts, the
-OPENBLAS_* variables, the date), to ``benchmarks/results/bench_gradcheck.json``; the report
-shows that file verbatim as "last benchmark run" when it exists.
+OPENBLAS_* variables, the date), to ``out/benchmarks/bench_gradcheck.json`` (untracked); the
+report shows the latest run from there verbatim as "last benchmark run", else the committed
+``benchmarks/results/bench_gradcheck.json`` (copy a run there to publish it).
 
     .venv/bin/python benchmarks/bench_gradcheck.py [--json PATH | --no-json] [--torch-cap 600]
 """
@@ -47,7 +48,9 @@ from reports.files import atomic_write
 from reports.sections.gradcheck import fit_slope, mlp_data, mlp_spec, parameter_count, seed_loop
 
 SIZES = ((16, 32), (24, 48), (32, 64), (48, 96), (64, 128))
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_gradcheck.json"
+# A run writes under out/ (untracked); the report shows the latest run from there, else the
+# committed figures in benchmarks/results/ (copy a run there to publish it).
+RESULTS = Path(__file__).resolve().parents[1] / "out" / "benchmarks" / "bench_gradcheck.json"
 CAVEAT = ("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, when set, slow numpy's OpenBLAS but not "
           "torch's BLAS: NumPy-side times here are pessimistic on such a machine.")
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
+from timing import paired_medians
 
 import manual
-from reference import engine
+from reference import mirror
 from reference.matrix import mlp_spec
 
 # (name, widths from input to output, batch)
@@ -41,25 +39,6 @@ def relu_mlp(widths: list[int], dtype: str) -> manual.Spec:
     return mlp_spec(widths, "relu", loss, dtype)
 
 
-def paired_medians(
-    first: Callable[[], object], second: Callable[[], object], budget: float = 1.0,
-    min_runs: int = 7,
-) -> tuple[float, float]:
-    """Median seconds of two steps timed alternately, so that drift in the machine's load
-    affects both alike."""
-    first(), second()  # warm-up
-    times: tuple[list[float], list[float]] = ([], [])
-    start = time.perf_counter()
-    while len(times[0]) < min_runs or time.perf_counter() - start < budget:
-        for step, out in ((first, times[0]), (second, times[1])):
-            t0 = time.perf_counter()
-            step()
-            out.append(time.perf_counter() - t0)
-        if len(times[0]) >= 2000:
-            break
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
 def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
     spec = relu_mlp(widths, dtype)
     rng = np.random.default_rng(0)
@@ -75,15 +54,16 @@ def bench(widths: list[int], batch: int, dtype: str) -> tuple[float, float]:
         net.loss(net.forward(data.x), data.y)
         net.backward()
 
-    tnet = engine.build(spec, params)
+    tnet = mirror.build(spec, params)
     # The input gradient is part of what the harness compares, so both engines compute it.
     tx, ty = torch.from_numpy(data.x).requires_grad_(True), torch.from_numpy(data.y)
+    name = spec.inputs[0].name
 
     def torch_step() -> None:
         tnet.zero_grad(set_to_none=False)
         tx.grad = None
-        out = tnet(tx)[-1]
-        tnet.loss_fn(out, ty, **tnet.loss_options).backward()
+        values, _ = tnet({name: tx})
+        tnet.loss_fn(values[spec.output], ty, **tnet.loss_options).backward()
 
     return paired_medians(manual_step, torch_step)
 

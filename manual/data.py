@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from manual.finite import array_problem
 from manual.spec import Spec, load_json
 from manual.targets import as_array, validate_target
 
@@ -32,6 +33,16 @@ class Data:
     def feed(self, spec: Spec) -> dict[str, NDArray[Any]]:
         """Every graph input by name."""
         return {spec.inputs[0].name: self.x, **self.others}
+
+
+def _cast(array: NDArray[Any], name: str, dtype: str) -> NDArray[Any]:
+    """``array`` in ``dtype``; a value finite as given but not in ``dtype`` is refused."""
+    with np.errstate(over="ignore"):  # an overflowing cast is named just below
+        cast = array.astype(dtype)
+    problem = array_problem(name, cast, dtype)
+    if problem:
+        raise ValueError(problem)
+    return cast
 
 
 def _graph_input(spec: Spec, index: int, raw: object, field_name: str, n: int | None
@@ -51,7 +62,7 @@ def _graph_input(spec: Spec, index: int, raw: object, field_name: str, n: int | 
             raise ValueError(f"data.{field_name}: input {item.name!r} holds indices: "
                              f"non-negative integers")
         return x.astype(np.int64)
-    return x.astype(spec.dtype)
+    return _cast(x, f"data.{field_name}", spec.dtype)
 
 
 def make_data(spec: Spec, x_raw: object, y_raw: object,
@@ -67,9 +78,10 @@ def make_data(spec: Spec, x_raw: object, y_raw: object,
         raise ValueError(f"data: missing input {missing[0]!r}")
     rest = {item.name: _graph_input(spec, index, others[item.name], item.name, x.shape[0])
             for index, item in enumerate(spec.inputs) if index}
-    y = validate_target(spec.loss.type, spec.loss.options, (x.shape[0], *spec.output_shape),
-                        y_raw, spec.dtype)
-    return Data(x, y, rest)
+    with np.errstate(over="ignore"):  # an overflowing cast is named by _cast
+        y = validate_target(spec.loss.type, spec.loss.options,
+                            (x.shape[0], *spec.output_shape), y_raw, spec.dtype)
+    return Data(x, y if y.dtype.kind != "f" else _cast(y, "data.y", spec.dtype), rest)
 
 
 def load_data(path: str | Path, spec: Spec) -> Data:

@@ -12,17 +12,22 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def encode(value: Any) -> Any:
-    """A JSON-safe copy: dataclasses to dicts, tuples to lists, non-finite floats to strings."""
+    """A JSON-safe copy: dataclasses to dicts, tuples and arrays to lists, non-finite floats to
+    strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [encode(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):  # array-valued options of a user's layer
+        return encode(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value

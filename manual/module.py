@@ -27,10 +27,6 @@ class Module(Protocol):
     state: dict[str, Array]
     training: bool
 
-    @property
-    def info(self) -> LayerInfo:
-        return LAYERS.get(self._info.name, self._info) if self.registered else self._info
-
     def forward(self, *inputs: Array) -> Any: ...
 
     def backward(self, dy: Any) -> tuple[Array | None, ...]: ...

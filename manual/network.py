@@ -36,7 +36,7 @@ class Network:
         self.spec = spec
         params = initial_parameters(spec) if params is None else params
         state = initial_state(spec) if state is None else state
-        self.modules: dict[str, Module] = {}
+        self.modules: dict[str, Layer] = {}
         for node in spec.nodes:
             signature = node.signature
             own = {k: params[f"{node.name}.{k}"] for k in signature.params}

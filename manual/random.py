@@ -14,7 +14,7 @@ import numpy as np
 
 PURPOSES = {
     "params": 1, "state": 2, "noise": 3, "dloss": 4, "data": 5, "gradcheck": 6, "sample": 7,
-    "upstream": 8, "shuffle": 9, "experiment": 10,
+    "upstream": 8, "shuffle": 9, "experiment": 10, "optim": 11,
 }
 
 

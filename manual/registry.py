@@ -2,10 +2,11 @@
 
 Each activation and loss is one frozen :class:`OpInfo`: how the manual engine
 computes it, which PyTorch callable mirrors it (a dotted name, so that this
-module never imports torch), its options, the inputs it is defined on, its
-kinks and any tolerance override with the reason for it. Conformance tests,
-strategies, gradient checks and reports iterate :data:`ACTIVATIONS` and
-:data:`LOSSES`; adding an op is one entry here plus its forward/backward pair.
+module never imports torch; a user's own op may give the callable itself), its
+options, the inputs it is defined on, its kinks and any tolerance override with
+the reason for it. Conformance tests, strategies, gradient checks and reports
+iterate :data:`ACTIVATIONS` and :data:`LOSSES`; adding an op is one entry here
+plus its forward/backward pair.
 """
 
 from __future__ import annotations
@@ -46,6 +47,27 @@ def no_kinks(options: Options) -> tuple[float, ...]:
     return ()
 
 
+def no_relations(options: Options) -> str | None:
+    return None
+
+
+# What a loss's ``needs`` names, as the interval the producing layer's output_range must lie in.
+INPUT_KINDS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "logits": (-math.inf, math.inf),
+    "probabilities": (0.0, 1.0),
+    "log-probabilities": (-math.inf, 0.0),
+})
+
+
+def _ordered(low: str, high: str, low_default: float, high_default: float
+             ) -> Callable[[Options], str | None]:
+    """A relation ``options[low] < options[high]`` (each at its default when not given)."""
+    def check(options: Options) -> str | None:
+        a, b = options.get(low, low_default), options.get(high, high_default)
+        return None if a < b else f"{low} must be less than {high}, got {a!r} >= {b!r}"
+    return check
+
+
 @dataclass(frozen=True)
 class OpInfo:
     """Everything the harness knows about one op.
@@ -59,13 +81,16 @@ class OpInfo:
     (one pass), each override with its reason. ``structure`` is ``elementwise`` or
     ``rowwise`` (mixes the feature axis, as softmax): what the gradient check may
     assume. ``torch_kwargs`` are arguments the manual engine fixes and PyTorch needs
-    spelled out.
+    spelled out. ``relations`` checks the options together (``min_val < max_val``) and
+    returns the problem or ``None``; ``needs`` names the input a loss is defined on (a key
+    of :data:`INPUT_KINDS`), which the node before it must produce, and ``hint`` says how
+    to give it.
     """
 
     name: str
     forward: Callable[..., Any]
     backward: Callable[..., Any]
-    torch: str
+    torch: str | Callable[..., Any]
     options: Mapping[str, Option] = field(default_factory=dict)
     variants: tuple[Options, ...] = ({},)
     domain: tuple[float, float] = (-4.0, 4.0)
@@ -76,6 +101,9 @@ class OpInfo:
     complex_step: bool = False
     structure: str = "elementwise"
     torch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    relations: Callable[[Options], str | None] = no_relations
+    needs: str = "logits"
+    hint: str = ""
 
     @property
     def kind(self) -> str:
@@ -151,6 +179,7 @@ _ACTIVATIONS = [
         variants=({}, {"min_val": -2.0, "max_val": 0.5}),
         output_range=(-1, 1),
         kinks=lambda o: (o.get("min_val", -1.0), o.get("max_val", 1.0)),
+        relations=_ordered("min_val", "max_val", -1.0, 1.0),
     ),
     # PyTorch 2.13's float64 hardsigmoid backward multiplies by float32(1/6)
     # (0.16666667163...), a relative error of 3e-8 that the default float64
@@ -198,6 +227,7 @@ _LOSSES = [
     _loss(
         "bce", cls, F + "binary_cross_entropy", ("probability",), domain=(0.02, 0.98),
         options={"reduction": REDUCTION, "weight": Values()}, complex_step=True,
+        needs="probabilities", hint="end with 'sigmoid' or use 'bce_with_logits'",
     ),
     _loss(
         "bce_with_logits", cls, F + "binary_cross_entropy_with_logits", ("probability",),
@@ -215,7 +245,8 @@ _LOSSES = [
         complex_step=True,
     ),
     _loss("nll", cls, F + "nll_loss", ("class_index",), domain=(-4.0, 0.0), complex_step=True,
-          options={"reduction": REDUCTION, **_WEIGHTED}),
+          options={"reduction": REDUCTION, **_WEIGHTED},
+          needs="log-probabilities", hint="end with 'log_softmax' or use 'cross_entropy'"),
     _loss(
         "kl_div", cls, F + "kl_div", ("distribution",), domain=(-4.0, 0.0),
         options={
@@ -226,7 +257,7 @@ _LOSSES = [
             {"reduction": "batchmean"}, {}, {"reduction": "sum", "log_target": True},
             {"reduction": "none"},
         ),
-        complex_step=True,
+        complex_step=True, needs="log-probabilities", hint="end with 'log_softmax'",
     ),
 ]
 

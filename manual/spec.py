@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from manual import finite, jsonfile
 from manual.layers import LAYERS
 from manual.layers.info import Signature
-from manual.registry import LOSSES
+from manual.registry import INPUT_KINDS, LOSSES
 
 DTYPES = ("float32", "float64")
 MODES = ("train", "eval")
@@ -231,6 +232,9 @@ class _Graph:
         info = LAYERS[kind]
         given = {k: v for k, v in raw.items() if k not in ("type", "name", "inputs")}
         options = _check_options(where, info.options, given)
+        problem = info.op.relations(options) if info.op is not None else None
+        if problem:
+            raise ValueError(f"{where}: {problem}")
         resolved = [self.resolve(where, ref) for ref in refs]
         kinds = {k for _, k in resolved}
         if info.input_kind == "index" and kinds != {"index"}:
@@ -330,14 +334,18 @@ def _parse_loss(raw: object, spec: Spec) -> LayerSpec:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
     loss = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
-    if kind == "bce":
-        last = spec.node(spec.output).type if spec.nodes else "input"
-        op = LAYERS[last].op if last in LAYERS else None
-        low, high = op.output_range if op is not None else (-math.inf, math.inf)
-        if low < 0 or high > 1:
-            raise ValueError(f"loss (bce): needs probabilities in [0, 1], but the last layer "
-                             f"({last!r}) does not produce them; end with 'sigmoid' or use "
-                             f"'bce_with_logits'")
+    needs = LOSSES[kind].needs
+    low, high = INPUT_KINDS[needs]
+    last = spec.node(spec.output) if spec.nodes else None
+    op = LAYERS[last.type].op if last is not None else None
+    # A layer with no op (linear, conv, add, ...) produces unbounded real values.
+    made = op.output_range if op is not None else (-math.inf, math.inf)
+    if made[0] < low or made[1] > high:
+        bounds = f"[{low:g}, {high:g}]".replace("inf", "∞")
+        producer = ("the input" if last is None else f"the last layer ({last.type!r})"
+                    if spec.chain else f"the output node {last.name!r} ({last.type})")
+        raise ValueError(f"loss ({kind}): needs {needs} in {bounds}, but {producer} does not "
+                         f"produce them; {LOSSES[kind].hint}")
     return loss
 
 
@@ -368,21 +376,15 @@ def parse_spec(raw: object) -> Spec:
         raise ValueError(f"mode: must be 'train' or 'eval', got {mode!r}")
     inputs, nodes, output = _parse_chain(raw) if chain else _parse_graph(raw)
     spec = Spec(inputs, nodes, output, LayerSpec("mse"), dtype, seed, name, mode, chain)
-    return Spec(inputs, nodes, output, _parse_loss(raw["loss"], spec), dtype, seed, name, mode,
+    spec = Spec(inputs, nodes, output, _parse_loss(raw["loss"], spec), dtype, seed, name, mode,
                 chain)
+    finite.check_spec(spec)  # finite as JSON is not finite in float32
+    return spec
 
 
 def load_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file; a missing or malformed file is a one-line ``ValueError``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ValueError(f"{what} {path}: cannot read it ({error.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {path}: not valid JSON (line {error.lineno}, column "
-                         f"{error.colno}: {error.msg})") from None
+    """Read a JSON file; every problem is a one-line ``ValueError`` (:mod:`manual.jsonfile`)."""
+    return jsonfile.load_json(path, what)
 
 
 def load_spec(path: str | Path) -> Spec:

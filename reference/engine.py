@@ -11,10 +11,10 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from manual.options import Values
 from manual.registry import OpInfo
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -24,14 +24,23 @@ torch.use_deterministic_algorithms(True)
 
 
 def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
-    """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable."""
-    module_name, _, attribute = op.torch.rpartition(".")
-    function = getattr(importlib.import_module(module_name), attribute)
+    """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable.
 
-    def call(x: torch.Tensor, *args: Any, **options: Any) -> torch.Tensor:
-        # Array-valued options (a loss's weight, pos_weight) arrive as lists; a spec's option
-        # overrides the registry's torch_kwargs (softmax's dim).
-        given = {k: torch.tensor(v, dtype=x.dtype) if isinstance(v, list | np.ndarray) else v
+    A user's op may give the callable itself. The input is positional-only, so that an
+    option may be called ``x``. An array option of the registry (a loss's ``weight``,
+    ``pos_weight``: :class:`manual.options.Values`) arrives from a spec as a list and goes to
+    PyTorch as a tensor of the input's dtype; a spec's option overrides the registry's
+    ``torch_kwargs`` (softmax's ``dim``).
+    """
+    if callable(op.torch):
+        function = op.torch
+    else:
+        module_name, _, attribute = op.torch.rpartition(".")
+        function = getattr(importlib.import_module(module_name), attribute)
+    arrays = {name for name, option in op.options.items() if isinstance(option, Values)}
+
+    def call(x: torch.Tensor, /, *args: Any, **options: Any) -> torch.Tensor:
+        given = {k: torch.tensor(v, dtype=x.dtype) if k in arrays and isinstance(v, list) else v
                  for k, v in options.items()}
         with warnings.catch_warnings():
             # kl_div warns that 'mean' will change meaning; we test today's meaning.

@@ -232,6 +232,7 @@ class CampaignRecord:
     rounding_examples: list[str] = field(default_factory=list)
     largest_error: dict[str, dict[str, OpError]] = field(default_factory=dict)
     failures: list[CampaignFailure] = field(default_factory=list)
+    stopped: str = ""  # why the campaign ended before ``examples`` cases ('' if it did not)
 
     def to_json(self, indent: int | None = 2) -> str:
         return dumps(self, indent)
@@ -298,7 +299,8 @@ def fixed_constants() -> Iterator[None]:
 
     Hypothesis (6.131+) mixes into generation the literal constants of every project module
     loaded so far, so a campaign's cases changed with import order and with any edit to any
-    module. Here the seed and the strategies alone decide. (A private hook: when a Hypothesis
+    module: ``make report`` and a bare ``backprop-harness report`` drew different cases.
+    Here the seed and the strategies alone decide. (A private hook: when a Hypothesis
     release drops it, this does nothing and generation is as before.)
     """
     try:
@@ -318,6 +320,10 @@ def fixed_constants() -> Iterator[None]:
         providers._get_local_constants = original
 
 
+class _Stopped(BaseException):
+    """Ends a campaign early; a BaseException so that Hypothesis does not shrink it."""
+
+
 def run_campaign(
     examples: int,
     seed: int = 0,
@@ -325,12 +331,16 @@ def run_campaign(
     progress: Callable[[int], Any] | None = None,
     failure_root: Path | None = None,
     strategy: Any = None,
+    max_seconds: float | None = None,
 ) -> CampaignRecord:
     """Run ``examples`` random cases through both engines with Hypothesis, outside pytest.
 
     Generation is seeded (``seed``) and derandomised; the first real failure stops the
     campaign and is shrunk by Hypothesis to a minimal spec, which is recorded with the
     command that reproduces it. ``progress(n)`` is called after each generated case.
+    The campaign stops early, keeping what it has counted, after ``max_seconds`` or on
+    Ctrl-C; ``stopped`` then says why (a KeyboardInterrupt is re-raised by the caller's
+    choice: here it is absorbed into the record).
     """
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hypothesis_seed
@@ -347,6 +357,8 @@ def run_campaign(
     @hypothesis_seed(seed)
     @given(strategy if strategy is not None else fuzz_cases())
     def campaign(case: FuzzCase) -> None:
+        if deadline is not None and time.perf_counter() > deadline and not state["failing"]:
+            raise _Stopped("time limit")
         outcome = run_case(case)
         if outcome.failed:
             state["failing"], state["last"] = True, outcome
@@ -357,9 +369,15 @@ def run_campaign(
                 progress(1)
 
     start = time.perf_counter()
+    deadline = None if max_seconds is None else start + max_seconds
     # The failure is recorded below; a flaky one (it passed when replayed) is recorded too.
-    with fixed_constants(), contextlib.suppress(AssertionError, Flaky):
-        campaign()
+    try:
+        with fixed_constants(), contextlib.suppress(AssertionError, Flaky):
+            campaign()
+    except _Stopped as stop:
+        record.stopped = f"{stop.args[0]} after {record.cases} of {examples} cases"
+    except KeyboardInterrupt:
+        record.stopped = f"interrupted after {record.cases} of {examples} cases"
     record.elapsed_seconds = round(time.perf_counter() - start, 3)
     record.uncovered = sorted((set(ACTIVATIONS) | set(LOSSES)) - set(record.ops))
     last: Outcome | None = state["last"]
@@ -381,5 +399,6 @@ def summary_line(record: CampaignRecord) -> str:
     return (f"{record.cases} cases in {record.elapsed_seconds:.1f} s ({rate:.0f}/s); "
             f"{len(record.ops)} ops covered; {dtypes}; {record.kink_excused} kink straddles "
             f"and {record.rounding_excused} float32 rounding excused; "
-            f"{len(record.failures)} failure(s)")
+            f"{len(record.failures)} failure(s)"
+            + (f"; stopped early: {record.stopped}" if record.stopped else ""))
 

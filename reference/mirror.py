@@ -70,8 +70,10 @@ class TorchGraph(nn.Module):
         edges: dict[tuple[str, int], torch.Tensor] = {}
         for node, module in zip(self.spec.nodes, self.graph_nodes, strict=True):
             if node.signature.noise:
-                module.noise = {k: noise[f"{node.name}.{k}"] for k in node.signature.noise} \
+                masks = {k: noise[f"{node.name}.{k}"] for k in node.signature.noise} \
                     if noise is not None else {}
+                # nn.Module's typed __setattr__ expects tensors or modules; this is a plain dict
+                module.noise = masks  # type: ignore[assignment]
             args = []
             for j, ref in enumerate(node.inputs):
                 value = values[ref]

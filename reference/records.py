@@ -24,7 +24,8 @@ class TensorComparison:
     :math:`r \\ne 0`; ``tolerance_ratio`` is
     :math:`\\max |m - r| / (\\text{atol} + \\text{rtol}\\,|r|)`, so the tensor
     passes when it is at most 1 (``torch.testing.assert_close``'s rule), and
-    ``worst_index`` is where that maximum is reached.
+    ``worst_index`` is where that maximum is reached, and ``mismatched`` counts the
+    elements whose ratio exceeds 1.
     """
 
     name: str
@@ -44,6 +45,7 @@ class TensorComparison:
     node: str = ""
     slot: str = ""
     step: int | None = None
+    mismatched: int = 0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
@@ -61,7 +63,8 @@ class ComparisonRecord:
 
     ``first_divergence`` names where the engines part: the first layer whose
     output differs going forward, else the loss, else the first layer whose
-    gradients differ going backward (``"backward: layers.2 (relu)"``).
+    gradients differ going backward (``"backward: layers.2 (relu)"``). ``notes`` are
+    diagnoses in plain words (a constant factor, a biased variance) for ``describe``.
     """
 
     subject: str
@@ -74,6 +77,7 @@ class ComparisonRecord:
     tensors: list[TensorComparison]
     spec: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[TensorComparison]:
@@ -96,6 +100,7 @@ class ComparisonRecord:
             lines.append(f"  {t.name}: {t.problem or ''} max abs {t.max_abs_error:.3g}, max rel "
                          f"{t.max_rel_error:.3g}, err/tol {t.tolerance_ratio:.3g} at "
                          f"{t.worst_index} (rtol {t.rtol:g}, atol {t.atol:g})")
+        lines += [f"  {note}" for note in self.notes]
         return "\n".join(lines)
 
     @classmethod

@@ -82,9 +82,12 @@ def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = N
     shared = spec.shared()
     # An edge into a node that does not lead to the loss carries no gradient: zeros, as
     # PyTorch's (never-set) .grad reads.
-    grad_in = {(node.name, j): net.grad_in.get((node.name, j), _zeros_like(net.values[ref]))
-               for node in spec.nodes for j, ref in enumerate(node.inputs)
-               if ref in shared and spec.input_kind(ref) == "real"}
+    grad_in: dict[tuple[str, int], Array] = {}
+    for node in spec.nodes:
+        for j, ref in enumerate(node.inputs):
+            if ref in shared and spec.input_kind(ref) == "real":
+                edge = net.grad_in.get((node.name, j))
+                grad_in[(node.name, j)] = _zeros_like(net.values[ref]) if edge is None else edge
     return Run(loss=np.asarray(loss), values=dict(net.values), grad_at=grad_at,
                param_grads=net.named_grads(), state=net.named_state(), grad_in=grad_in,
                dloss=dloss)

@@ -89,8 +89,8 @@ def ratio_dots(
 ) -> str:
     """One row per label, one marker per series, on a log x-axis with the limit at 1.
 
-    Exact zeros are drawn at :data:`FLOOR` (labelled 0); non-finite values at the right
-    edge, as red crosses; ``None`` values are left out.
+    Exact zeros are drawn at :data:`FLOOR` (labelled 'exact': never 0 on a log axis);
+    non-finite values at the right edge, as red crosses; ``None`` values are left out.
     """
     with style():
         height = 0.9 + 0.19 * len(labels)
@@ -116,7 +116,8 @@ def ratio_dots(
         ax.set_xscale("log")
         ax.set_xlim(FLOOR / 3, top)
         ticks = [FLOOR, *(10.0**k for k in range(-10, int(math.log10(top)) + 1, 2))]
-        ax.set_xticks(ticks, ["0", *(f"1e{round(math.log10(t))}" for t in ticks[1:])])
+        # No "0" on a log axis: exact agreement sits at the left edge, labelled as such.
+        ax.set_xticks(ticks, ["exact", *(f"1e{round(math.log10(t))}" for t in ticks[1:])])
         ax.minorticks_off()
         ax.set_yticks(list(rows), list(labels))
         ax.set_ylim(len(labels) - 0.5, -0.5)

@@ -7,7 +7,7 @@ as read back from ``results.json``, into one self-contained page: Jinja2 with
 autoescaping and ``StrictUndefined``, inline CSS, a few lines of JavaScript for
 sorting, matplotlib figures inlined as SVG. No network, no fonts, no clock:
 the same seed and versions give byte-identical files (a date appears only when
-``SOURCE_DATE_EPOCH`` is set). :func:`write` replaces both files atomically.
+``SOURCE_DATE_EPOCH`` is set). :func:`write` replaces both files as one unit.
 
 The summary on top counts checks from each section's ``summarize(data)`` (or the
 record's own ``passed``/``failed``), gives the worst relative error and the
@@ -34,10 +34,11 @@ from markupsafe import Markup
 
 from reference.records import encode
 from reports import sections as sections_pkg
-from reports.files import atomic_write
+from reports.files import atomic_write, atomic_write_dir  # noqa: F401 - tests patch it here
 from reports.sections import RunContext
 
 FORMAT = 1
+REPORT_FILES = ("index.html", "results.json")
 PROFILES = ("quick", "full")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _VERSIONED = ("numpy", "torch", "matplotlib", "jinja2")
@@ -299,7 +300,8 @@ def render(results: Mapping[str, Any], modules: Iterable[ModuleType] | None = No
 
 def write(out: Path, results: Mapping[str, Any],
           modules: Iterable[ModuleType] | None = None) -> list[str]:
-    """Render first, then replace ``results.json`` and ``index.html``.
+    """Render first, then replace the folder holding ``results.json`` and ``index.html``
+    as one unit (:func:`reports.files.atomic_write_dir`).
 
     The page is rendered from the JSON text as it will be written, so it shows
     exactly what ``results.json`` holds. Returns the sections that failed to render.
@@ -307,9 +309,7 @@ def write(out: Path, results: Mapping[str, Any],
     text = dumps(results)
     problems: list[str] = []
     html = render(json.loads(text), modules, problems)
-    out = Path(out)
-    atomic_write(out / "results.json", text)
-    atomic_write(out / "index.html", html)
+    atomic_write_dir(Path(out), {"results.json": text, "index.html": html})
     return problems
 
 

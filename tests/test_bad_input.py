@@ -221,7 +221,7 @@ CLI_CASES = [
     ),
     ("labels out of range", CE_SPEC, {"x": [[0.0, 1.0]], "y": [7]}, "class indices must lie"),
     ("malformed data JSON", SEED_SPEC, "{x: [[1, 2]]}", "data "),
-    ("nan in data", SEED_SPEC, '{"x": [[NaN, 2.0]], "y": [[1.0]]}', "contains NaN or infinity"),
+    ("nan in data", SEED_SPEC, '{"x": [[NaN, 2.0]], "y": [[1.0]]}', "NaN is not JSON"),
 ]
 
 

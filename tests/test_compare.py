@@ -35,9 +35,13 @@ def test_compare_arrays_checks_shape_then_dtype() -> None:
     assert not wrong_dtype.passed and "dtype float32" in wrong_dtype.problem
 
 
-def test_compare_arrays_matches_nan_with_nan_and_infinities() -> None:
+def test_compare_arrays_matches_infinities_and_nan_only_when_asked() -> None:
     values = np.array([np.nan, np.inf, -np.inf, 1.0])
-    assert compare_arrays("t", values, values.copy(), TOL).passed
+    both_nan = compare_arrays("t", values, values.copy(), TOL)
+    assert not both_nan.passed and "NaN in both engines" in both_nan.problem
+    assert both_nan.max_rel_error == math.inf
+    assert compare_arrays("t", values, values.copy(), TOL, equal_nan=True).passed
+    assert compare_arrays("t", values[1:], values[1:].copy(), TOL).passed
     assert not compare_arrays("t", np.array([np.inf]), np.array([-np.inf]), TOL).passed
     assert not compare_arrays("t", np.array([np.nan]), np.array([1.0]), TOL).passed
 

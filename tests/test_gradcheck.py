@@ -12,6 +12,8 @@ import pytest
 import manual
 from manual.gradcheck import GOOD, GradcheckRecord, check_function, check_network, complex_ops
 from manual.gradcheck.core import DEFAULT_EPS
+from manual.gradcheck.graph import GraphEvaluator
+from manual.gradcheck.modes import run_check
 from manual.gradcheck.network import NetworkEvaluator, complex_refusal
 from manual.layers import LAYERS
 from manual.layers.core import linear_with
@@ -347,9 +349,45 @@ def test_check_function_on_a_generic_function(batched: bool, mode: str) -> None:
     assert [t.name for t in record.failures] == ["w"]
 
 
-def test_check_function_rejects_a_gradient_of_the_wrong_shape() -> None:
-    with pytest.raises(ValueError, match=r"grads\['x'\]: shape"):
-        check_function(lambda d: np.sum(d["x"]), {"x": np.ones(3)}, {"x": np.ones(2)})
+def test_check_function_judges_a_gradient_of_the_wrong_shape_wrong() -> None:
+    """A wrong-shaped gradient is a wrong answer (as the network checker records it), not
+    bad input; the other tensors are still checked."""
+    record = check_function(lambda d: np.sum(d["x"]) + np.sum(d["y"]),
+                            {"x": np.ones(3), "y": np.ones(2)}, {"x": np.ones(2), "y": np.ones(2)})
+    assert [(t.name, t.verdict) for t in record.tensors] == [("x", "wrong"), ("y", "good")]
+    assert record.tensor("x").problem == \
+        "the analytic gradient has shape (2,), the tensor has shape (3,)"
+
+
+GRAPH_SKIP = {"inputs": {"x": {"shape": [3]}}, "loss": {"type": "mse"}, "seed": 2, "nodes": [
+    {"name": "fc", "type": "linear", "inputs": ["x"], "out_features": 3},
+    {"name": "act", "type": "tanh", "inputs": ["fc"]},
+    {"name": "skip", "type": "add", "inputs": ["act", "x"]}]}
+
+
+@pytest.mark.parametrize("evaluator", ["network", "graph"])
+def test_network_evaluators_judge_a_gradient_of_the_wrong_shape_wrong(evaluator: str) -> None:
+    """The same verdict and words from the chain's and the graph's evaluator as from
+    check_function: the wrong-shaped tensor is wrong, every other one is still checked."""
+    if evaluator == "network":
+        spec = network_spec("tanh", "mse", "float64", seed=3, width=4, features=3)
+        data = network_data(spec, batch=4)
+        subject: Any = NetworkEvaluator(spec, data)
+        name = "layers.0.bias"
+    else:
+        spec = manual.parse_spec(GRAPH_SKIP)
+        rng = np.random.default_rng(4)
+        data = manual.make_data(spec, rng.standard_normal((5, 3)), rng.standard_normal((5, 3)))
+        subject = GraphEvaluator(spec, data)
+        name = "fc.bias"
+    want = subject.value(name).shape
+    subject.grads[name] = subject.grads[name][:-1]
+    record = run_check(subject, mode="full")
+    verdicts = {t.name: t.verdict for t in record.tensors}
+    assert verdicts.pop(name) == "wrong"
+    assert set(verdicts.values()) == {"good"}, record
+    assert record.tensor(name).problem == (f"the analytic gradient has shape "
+                                           f"{(want[0] - 1,)}, the tensor has shape {want}")
 
 
 def test_losses_cover_every_registered_loss() -> None:

@@ -35,6 +35,7 @@ def small(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setitem(section.SIZES, "quick", SMALL)
     monkeypatch.setitem(section.RANDOM_NETWORKS, "quick", 2)
     monkeypatch.setattr(section, "BENCHMARK", tmp_path / "absent.json")
+    monkeypatch.setattr(section, "LATEST", tmp_path / "absent-too.json")
     return tmp_path
 
 

@@ -79,7 +79,8 @@ class Evaluator(Protocol):
 
 class Analytic:
     """The half of the Evaluator protocol that every evaluator shares: the analytic
-    gradients ``grads`` it computed once, and the loss scale ``scale``."""
+    gradients ``grads`` it computed once, and the loss scale ``scale``. A wrong-shaped gradient
+    is a wrong answer, not bad input: its tensor is judged wrong."""
 
     grads: dict[str, Array]
     scale: float
@@ -144,8 +145,17 @@ def judge(
     max_kinked = float(kinked.max()) if kinked.size else 0.0
     band = np.where(refined, ACCEPTABLE, GOOD)
     wrong = bool(np.any(judged & (rel > band)))
+    problem = ""
+    if judged.any() and not np.any(n[judged]) and np.any(a[judged]):
+        # f(x + h) == f(x - h) everywhere: the step was lost in rounding, or the function
+        # does not depend on this tensor. Either way the check saw nothing: never "good".
+        problem = "the numerical gradient is zero everywhere but the analytic one is not"
+        resolvable = float(np.max(np.abs(a[judged]))) > float(np.min(noise, initial=np.inf))
+        wrong = wrong or resolvable
     if wrong:
         verdict = "wrong"
+    elif problem:
+        verdict = "acceptable"
     elif np.any(kinked > ACCEPTABLE):
         verdict = "kink"
     elif np.any(kinked > GOOD) or np.any(refined & (rel > GOOD)):
@@ -160,14 +170,14 @@ def judge(
         if np.size(noise) else 0.0,
         kinks_crossed=int(crossed.sum()), max_rel_error_kinked=max_kinked,
         kink_indices=[locate(int(i)) for i in np.flatnonzero(crossed)[:MAX_KINK_INDICES]],
-        verdict=verdict, passed=not wrong, refined=int(refined.sum()),
+        verdict=verdict, passed=not wrong, refined=int(refined.sum()), problem=problem,
     )
 
 
 KinkTest = Callable[[str, Array, Array], NDArray[np.bool_]]
 
 
-class FunctionEvaluator:
+class FunctionEvaluator(Analytic):
     """Perturbed evaluations of a scalar function ``f(inputs) -> float`` of named arrays.
 
     With ``batched=True``, ``f`` is called with the perturbed input stacked along a new leading
@@ -189,24 +199,11 @@ class FunctionEvaluator:
         self.f, self.batched, self.kinks, self.chunk = f, batched, kinks, chunk
         self.inputs = {k: np.asarray(v, dtype=np.float64) for k, v in inputs.items()}
         self.grads = {k: np.asarray(grads[k], dtype=np.float64) for k in inputs}
-        for k, v in self.inputs.items():
-            if self.grads[k].shape != v.shape:
-                raise ValueError(f"grads[{k!r}]: shape {self.grads[k].shape} does not match the "
-                                 f"input's {v.shape}")
         self.names = list(self.inputs)
-        self._scale = abs(complex(self._call(self.inputs))) if scale is None else scale
+        self.scale = abs(complex(self._call(self.inputs))) if scale is None else scale
 
     def value(self, name: str) -> Array:
         return self.inputs[name]
-
-    def problem(self, name: str) -> str:
-        return ""
-
-    def analytic(self, name: str) -> Array:
-        return self.grads[name]
-
-    def loss_scale(self) -> float:
-        return self._scale
 
     def _call(self, inputs: Mapping[str, Any]) -> Any:
         return self.f(dict(inputs))

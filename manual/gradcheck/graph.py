@@ -35,7 +35,8 @@ class GraphEvaluator(Analytic):
                  seed: int = 0) -> None:
         self.spec, self.y = spec, data.y
         params = initial_parameters(spec) if params is None else params
-        self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+        self.params: dict[str, Array] = {k: np.array(v, dtype=np.float64)
+                                         for k, v in params.items()}
         self.state = {k: np.array(v) for k, v in initial_state(spec).items()}
         self.noise = draw_noise(spec, len(data.x))
         net = Network(spec, {k: v.copy() for k, v in self.params.items()},

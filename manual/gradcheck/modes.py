@@ -39,8 +39,40 @@ REFINE_STEP = 10.0  # the second step is h / REFINE_STEP
 REFINE_GAIN = 5.0  # truncation O(h) shrinks 10x, O(h^2) 100x; a wrong gradient does not
 
 
+# Steps a check in float64 can use. Central differences: the rounding noise eps_mach |f| / h
+# hides a wrong gradient as h shrinks (at 1e-300, x + h == x and the estimate is zero) and
+# the truncation error h^2 f'(3) calls right gradients wrong as h grows. Measured on the bug
+# zoo's 22 gradient mutants (tests/test_gradcheck_zoo.py's subjects): at 1e-8 one mutant
+# passes (leaky_slope_dropped), at 1e-9 three; at 1e-2 seven correct networks fail. From
+# 1e-7 to 3e-3 every mutant fails and every correct network passes. The complex step has no
+# cancellation, but h f' must stay a normal float64 and h^2 below the good band.
+STEP_RANGE = {"central": (1e-7, 1e-3), "complex": (1e-150, 1e-5)}
+STEP_WARN_FACTOR = 10.0  # warn beyond DEFAULT_EPS times or over this
+
+
 def default_eps(mode: str) -> float:
     return DEFAULT_COMPLEX_EPS if mode == "complex" else DEFAULT_EPS
+
+
+def check_step(mode: str, eps: float | None) -> str:
+    """Refuse (``ValueError``) a step outside :data:`STEP_RANGE`; return a warning ('' if none)
+    when a central-difference step is far from the balanced eps_mach^(1/3)."""
+    h = default_eps(mode) if eps is None else float(eps)
+    if not (np.isfinite(h) and h > 0):
+        raise ValueError(f"eps: must be a positive finite number, got {eps!r}")
+    kind = "complex" if mode == "complex" else "central"
+    low, high = STEP_RANGE[kind]
+    if not low <= h <= high:
+        what = "the complex step" if kind == "complex" else "central differences"
+        raise ValueError(f"eps: {h:g} is outside [{low:g}, {high:g}], the steps {what} can "
+                         f"use in float64 (default {default_eps(mode):.3g})")
+    balanced = DEFAULT_EPS / STEP_WARN_FACTOR <= h <= DEFAULT_EPS * STEP_WARN_FACTOR
+    if kind == "central" and not balanced:
+        side = ("rounding noise grows as eps_mach/h" if h < DEFAULT_EPS
+                else "truncation error grows as h^2")
+        return (f"eps {h:g} is far from eps_mach^(1/3) = {DEFAULT_EPS:.3g}: {side}, so "
+                f"verdicts are less reliable")
+    return ""
 
 
 def _locator(shape: tuple[int, ...], flat: np.ndarray) -> Any:
@@ -100,7 +132,8 @@ def check_projection(evaluator: Evaluator, name: str, h: float,
             break
         step /= PROJECTION_SHRINK
     kinked = bool(crossed[0])
-    if rel <= GOOD or (kinked and rel <= ACCEPTABLE):
+    blind = q_n == 0 and q_a != 0  # the step was lost in rounding: the check saw nothing
+    if not blind and (rel <= GOOD or (kinked and rel <= ACCEPTABLE)):
         return TensorCheck(
             name=name, shape=list(value.shape), mode="projection", checked=1,
             max_rel_error=0.0 if kinked else rel, max_abs_error=abs(q_a - q_n), worst_index=[],
@@ -124,9 +157,8 @@ def run_check(
     """Check every tensor of ``evaluator`` in ``mode`` and collect the record."""
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    check_step(mode, eps)
     h = default_eps(mode) if eps is None else float(eps)
-    if not (np.isfinite(h) and h > 0):
-        raise ValueError(f"eps: must be a positive finite number, got {eps!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k: must be a positive integer, got {k!r}")
     rng = np.random.default_rng(seed)

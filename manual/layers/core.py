@@ -14,7 +14,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manual import init as initializers
-from manual.layers.info import EMPTY, Array, LayerInfo, Shape, Signature, Slot, stateless
+from manual.layers.info import (
+    EMPTY,
+    Array,
+    LayerInfo,
+    Shape,
+    Signature,
+    Slot,
+    Structure,
+    stateless,
+)
 from manual.ops import merge
 from manual.ops.linear import LinearCache, linear_backward, linear_forward
 from manual.options import Given, Int
@@ -123,7 +132,7 @@ def _linear_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> 
             raise ValueError(f"bias must have shape (out_features,) = ({out},), got {what}")
     elif not isinstance(bias, bool):
         raise ValueError(f"bias must be true, false or a list of {out} numbers, got {bias!r}")
-    shapes_by_slot = {"weight": (out, in_features)}
+    shapes_by_slot: dict[str, Shape] = {"weight": (out, in_features)}
     if bias is not False:
         shapes_by_slot["bias"] = (out,)
     inits = _linear_init(options, shapes_by_slot, in_features)
@@ -189,7 +198,7 @@ def from_op(op: OpInfo) -> LayerInfo:
     def layer_backward(dy: Array, cache: Any) -> tuple[tuple[Array, ...], dict[str, Array]]:
         return (ACTIVATIONS.get(name, op).backward(dy, cache),), {}
 
-    structure = "rowwise" if op.structure == "rowwise" else "elementwise"
+    structure: Structure = "rowwise" if op.structure == "rowwise" else "elementwise"
     return LayerInfo(name=op.name, forward=layer_forward, backward=layer_backward,
                      torch=B + "activation", options=op.options, signature=_same_shape,
                      structure=structure, op=op)

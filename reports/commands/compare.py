@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from reports.inputs import add_budget_argument
+
 NAME = "compare"
 HELP = "run a spec through both engines and compare every tensor"
 ORDER = 10
@@ -20,15 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
     parser.add_argument("--no-values", action="store_true",
                         help="leave both engines' values out of the JSON record")
+    add_budget_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import manual
+    from reports.inputs import limit_threads, load
+
+    limit_threads()
     from reference.compare import compare_network
     from reports.tables import comparison_table
 
-    spec = manual.load_spec(args.spec)
-    data = manual.load_data(args.data, spec)
+    spec, data = load(args)
     record = compare_network(spec, data, keep_values=not args.no_values)
     print(record.to_json() if args.json else comparison_table(record))
     return 0 if record.passed else 1

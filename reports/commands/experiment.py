@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 NAME = "experiment"
 HELP = "run an experiment (vanishing: exploding/vanishing gradients vs mean-field theory)"
@@ -27,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "width 500, depth 50, 10 seeds)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON record here")
+    parser.add_argument("--out", metavar="FILE",
+                        help="also write the JSON record here (- for standard output)")
 
 
 def summary(record: object) -> str:
@@ -59,16 +59,19 @@ def run(args: argparse.Namespace) -> int:
 
     from reference.records import dumps
     from reports import vanishing
-    from reports.files import atomic_write
+    from reports.files import STDOUT, atomic_write, output_file
+    from reports.inputs import limit_threads
 
     if args.seed < 0:
         raise ValueError(f"--seed: must be non-negative, got {args.seed}")
+    out = output_file(args.out) if args.out is not None else None  # before any work
+    limit_threads()
     total = vanishing.runs_in(vanishing.PROFILES[args.profile])
     with tqdm(total=total, desc=f"vanishing ({args.profile})", unit="run", file=sys.stderr,
               leave=False, disable=not sys.stderr.isatty()) as bar:
         record = vanishing.run_experiment(args.profile, args.seed, progress=bar.update)
     text = dumps(record)
-    if args.out is not None:
-        atomic_write(args.out, text + "\n")
-    print(text if args.json else summary(record))
+    if out is not None:
+        atomic_write(out, text + "\n")
+    print(text if args.json or args.out == STDOUT else summary(record))
     return 0 if record.failed == 0 else 1

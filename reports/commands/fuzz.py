@@ -6,7 +6,10 @@ loss, float32 or float64) with Hypothesis, runs each through a conformance proto
 compares every tensor. The first real failure stops the campaign and is shrunk to a
 minimal spec, saved with the command that replays it. The campaign record (cases,
 coverage, failures, largest error per op) is written to --out. With --replay DIR,
-replays one saved case instead. Exit 0 when everything agrees, 1 on a failure.
+replays one saved case instead. --examples is capped at 100000 (about 15 minutes on
+one core); --max-time stops earlier, and so does Ctrl-C: either way the record of the
+cases run so far is written. Exit 0 when everything agrees, 1 on a failure, 2 on bad
+input, 130 when interrupted (after writing the partial record).
 """
 
 from __future__ import annotations
@@ -19,27 +22,26 @@ NAME = "fuzz"
 HELP = "run N random architectures through both engines (a fuzz campaign)"
 ORDER = 40
 DEFAULT_OUT = Path("out") / "fuzz" / "campaign.json"
+DEFAULT_FAILURES = Path("out") / "fuzz-failures"
+MAX_EXAMPLES = 100_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=int, default=200, metavar="N",
-                        help="random architectures to run (default 200)")
+                        help=f"random architectures to run (default 200, at most "
+                             f"{MAX_EXAMPLES})")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the campaign (default 0)")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE",
-                        help=f"where to write the campaign record (default {DEFAULT_OUT})")
+    parser.add_argument("--max-time", type=float, metavar="SECONDS",
+                        help="stop after this long, keeping the cases run so far")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), metavar="FILE",
+                        help=f"where to write the campaign record (default {DEFAULT_OUT}; "
+                             f"- for standard output)")
+    parser.add_argument("--failures", default=str(DEFAULT_FAILURES), metavar="DIR",
+                        help=f"where a failing case is saved (default {DEFAULT_FAILURES}/<hash>)")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="replay a saved failing case (a directory with case.json)")
-
-
-def _one_thread() -> None:
-    """Small networks: a second BLAS/torch thread costs more than it gives."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(limits=1)
 
 
 def _replay(directory: Path) -> int:
@@ -59,30 +61,44 @@ def _replay(directory: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.examples < 1:
-        raise ValueError(f"--examples must be a positive integer, got {args.examples}")
+    from reports.files import STDOUT, atomic_write, output_file
+    from reports.inputs import limit_threads
+
+    if not 1 <= args.examples <= MAX_EXAMPLES:
+        raise ValueError(f"--examples must be an integer from 1 to {MAX_EXAMPLES}, got "
+                         f"{args.examples} (use several seeds for a longer campaign)")
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
-    _one_thread()
+    if args.max_time is not None and not 0 < args.max_time < float("inf"):
+        raise ValueError(f"--max-time must be a positive number of seconds, got {args.max_time}")
     if args.replay is not None:
+        limit_threads()
         return _replay(args.replay)
+    out = output_file(args.out, create_parents=args.out == str(DEFAULT_OUT))
+    failures = Path(args.failures)
+    if failures.exists() and not failures.is_dir():
+        raise ValueError(f"--failures: {failures} is not a directory")
+    limit_threads()
 
     from tqdm import tqdm
 
     from reference.fuzz import run_campaign, summary_line
-    from reports.files import atomic_write
 
-    out: Path = args.out
     with tqdm(total=args.examples, desc="fuzz", unit="case", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         record = run_campaign(args.examples, args.seed, progress=bar.update,
-                              failure_root=out.parent / "failures")
-    atomic_write(out, record.to_json() + "\n")
-    if args.json:
+                              failure_root=failures, max_seconds=args.max_time)
+    if out is not None:
+        atomic_write(out, record.to_json() + "\n")
+    if args.json or args.out == STDOUT:
         print(record.to_json())
     else:
         print(summary_line(record))
         for failure in record.failures:
             print(failure.message)
         print(f"record: {out}")
+    if record.stopped.startswith("interrupted"):
+        print(f"backprop-harness: {record.stopped}; the partial record is written",
+              file=sys.stderr)
+        return 130
     return 0 if record.passed else 1

@@ -11,6 +11,9 @@ table (or the record as JSON with --json). Exit 0 when every tensor passes, 1 on
 from __future__ import annotations
 
 import argparse
+import sys
+
+from reports.inputs import add_budget_argument
 
 NAME = "gradcheck"
 HELP = "check backprop gradients against numerical ones (full, sparse, projection, complex)"
@@ -37,6 +40,13 @@ def _natural(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _natural(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from manual.gradcheck import MODES
 
@@ -47,12 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which elements to perturb and how (default: full)")
     parser.add_argument("--eps", type=_positive_float, default=None,
                         help="the step h (default: eps_mach^(1/3) ~ 6e-6 for central "
-                             "differences, 1e-20 for the complex step)")
+                             "differences, 1e-20 for the complex step; refused outside "
+                             "[1e-7, 1e-3] (complex: [1e-150, 1e-5]), a warning beyond 10x "
+                             "from the default)")
     parser.add_argument("--seed", type=_natural, default=0,
                         help="seed for sparse elements and projection directions (default: 0)")
-    parser.add_argument("-k", type=int, default=16,
+    parser.add_argument("-k", type=_positive_int, default=16,
                         help="elements per tensor in sparse mode (default: 16)")
     parser.add_argument("--json", action="store_true", help="print the record as JSON")
+    add_budget_argument(parser)
 
 
 def _number(value: float) -> str:
@@ -98,11 +111,15 @@ def table(record: object) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import manual
     from manual.gradcheck import check_network
+    from manual.gradcheck.modes import check_step
+    from reports.inputs import limit_threads, load
 
-    spec = manual.load_spec(args.spec)
-    data = manual.load_data(args.data, spec)
+    warning = check_step(args.mode, args.eps)  # refused before any file is read
+    if warning:
+        print(f"backprop-harness: warning: {warning}", file=sys.stderr)
+    limit_threads(torch=False)
+    spec, data = load(args)
     record = check_network(spec, data, args.mode, eps=args.eps, seed=args.seed, k=args.k)
     print(record.to_json() if args.json else table(record))
     return 0 if record.passed else 1

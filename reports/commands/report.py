@@ -1,7 +1,7 @@
 """Run the default verification and write the HTML report and its data.
 
 Writes ``index.html`` (one self-contained page: no network, no fonts) and
-``results.json`` into the output folder, replacing both atomically. The same
+``results.json`` into the output folder, replacing the folder as one unit. The same
 seed and versions give byte-identical files. Exit 0 when every check passes,
 1 when any fails or a section cannot be drawn (the report is written either way),
 2 on bad input.
@@ -22,21 +22,36 @@ ORDER = 90
 DEFAULT_OUT = Path("out/report")
 
 
+def _section_keys() -> list[str]:
+    from reports.sections import discover
+
+    return [module.KEY for module in discover()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                        help=f"output folder (default: {DEFAULT_OUT})")
+                        help=f"output folder (default: {DEFAULT_OUT}); new, or one holding "
+                             f"only a previous report: it is replaced as a whole")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="quick (default, about a minute) or full (more seeds and cases)")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default: 0)")
     parser.add_argument("--section", action="append", metavar="KEY", dest="sections",
-                        help="run only this section (repeatable; default: all)")
+                        help=f"run only this section (repeatable; default: all): "
+                             f"{', '.join(_section_keys())}")
 
 
 def run(args: argparse.Namespace) -> int:
     from reports import report
+    from reports.files import output_dir
+    from reports.inputs import limit_threads
 
     if args.seed < 0:
         raise ValueError(f"--seed: must be non-negative, got {args.seed}")
+    if str(args.out) == "-":
+        raise ValueError("--out: the report is a folder (index.html and results.json), "
+                         "so - (standard output) cannot hold it")
+    output_dir(args.out, allowed=report.REPORT_FILES, create_parents=args.out == DEFAULT_OUT)
+    limit_threads()
     start = time.perf_counter()
     results, problems = report.run(args.out, args.profile, args.seed, only=args.sections)
     summary = results["summary"]

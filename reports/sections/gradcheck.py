@@ -35,6 +35,10 @@ RANDOM_NETWORKS = {"quick": 4, "full": 12}
 BATCH = 32
 BENCHMARK_NAME = "benchmarks/results/bench_gradcheck.json"
 BENCHMARK = Path(__file__).resolve().parents[2] / BENCHMARK_NAME
+# Where benchmarks/bench_gradcheck.py writes a new run (out/ is not tracked); the report
+# shows it when present, else the committed figures above.
+LATEST_NAME = "out/benchmarks/bench_gradcheck.json"
+LATEST = Path(__file__).resolve().parents[2] / LATEST_NAME
 
 
 def mlp_spec(features: int, hidden: int, classes: int = 10, seed: int = 0) -> Any:
@@ -161,17 +165,20 @@ def count_scaling(sizes: Sequence[tuple[int, int]], loop: bool = True,
 
 
 def last_benchmark(path: Path | None = None) -> dict[str, Any] | None:
-    """The committed wall-clock figures of ``benchmarks/bench_gradcheck.py`` (``path``, by
-    default :data:`BENCHMARK`), read verbatim (``None`` when the file is absent), so that the
+    """The wall-clock figures of ``benchmarks/bench_gradcheck.py`` (``path``, by default the
+    latest run :data:`LATEST` when present, else the committed :data:`BENCHMARK`), read
+    verbatim (``None`` when the file is absent), so that the
     report itself never times anything."""
-    path = BENCHMARK if path is None else path
+    name = BENCHMARK_NAME
+    if path is None:
+        path, name = (LATEST, LATEST_NAME) if LATEST.is_file() else (BENCHMARK, BENCHMARK_NAME)
     if not path.is_file():
         return None
     try:
         figures = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"{BENCHMARK_NAME}: not readable JSON: {error}") from error
-    return {"source": BENCHMARK_NAME, **figures}
+        raise ValueError(f"{name}: not readable JSON: {error}") from error
+    return {"source": name, **figures}
 
 
 def _rows(record: Any, label: str) -> list[dict[str, Any]]:

@@ -17,6 +17,13 @@ TITLE = "The seed's worked example"
 ORDER = 20
 
 
+def _update() -> list[dict[str, Any]]:
+    """The seed's one SGD step (lr 0.1) in both engines and from its printed gradients."""
+    from reports.seed_update import seed_update
+
+    return [dataclasses.asdict(row) for row in seed_update()]
+
+
 def collect(context: Any) -> dict[str, Any] | None:
     try:
         from reports.seed_figures import seed_figures, seed_record
@@ -43,6 +50,7 @@ def collect(context: Any) -> dict[str, Any] | None:
         "tensors": len(tensors),
         "first_divergence": record.first_divergence,
         "figures": rows,
+        "sgd_step": _update(),
         "passed": sum(bool(r["engines_agree"]) for r in rows),
         "failed": sum(not r["engines_agree"] for r in rows),
         "as_printed": sum(bool(r["agrees"]) for r in rows),
