@@ -26,12 +26,15 @@ from reference.run import Run, run_manual, run_torch
 
 
 def compare_arrays(
-    name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True
+    name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True,
+    *, equal_nan: bool = False,
 ) -> TensorComparison:
     """Compare the manual engine's array ``got`` with the reference ``want``.
 
     Shape, then dtype, then values with ``|got - want| <= atol + rtol * |want|``
-    (NaN matches NaN, an infinity matches the same infinity).
+    (an infinity matches the same infinity). As in ``torch.testing.assert_close``, NaN
+    matches nothing, not even NaN, unless the caller expects it (``equal_nan=True``): NaN
+    on both sides is then its own verdict, a failure whose ``problem`` says so.
     """
     got, want = np.asarray(got), np.asarray(want)
     rtol, atol = tolerance.rtol, tolerance.atol
@@ -53,18 +56,49 @@ def compare_arrays(
         return TensorComparison(max_abs_error=0.0, max_rel_error=0.0, tolerance_ratio=0.0,
                                 worst_index=[], passed=True, **base)
     g, w = got.astype(np.float64), want.astype(np.float64)
-    same = (g == w) | (np.isnan(g) & np.isnan(w))
+    both_nan = np.isnan(g) & np.isnan(w)
+    same = (g == w) | (both_nan if equal_nan else False)
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error = np.where(np.isnan(error), np.inf, error)
         relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        relative = np.where(np.isnan(relative), np.inf, relative)
         ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    if not equal_nan and both_nan.any():
+        at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
+        problem = (f"NaN in both engines ({int(both_nan.sum())} of {both_nan.size} elements, "
+                   f"first at {at}): a non-finite result, not an agreement")
     return TensorComparison(
         max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
         tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
-        passed=bool(ratio.max() <= 1.0), **base,
+        passed=bool(ratio.max() <= 1.0), problem=problem,
+        mismatched=int(np.count_nonzero(ratio > 1.0)), **base,
     )
+
+
+def cast_options(options: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """``options`` with every floating array (also inside dicts) cast to ``dtype``."""
+    def cast(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            return value.astype(dtype)
+        if isinstance(value, dict):
+            return {k: cast(v) for k, v in value.items()}
+        return value
+
+    return {name: cast(value) for name, value in options.items()}
+
+
+def torch_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every array (also inside dicts) as a tensor, for the torch side."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(value.copy())
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return {name: convert(value) for name, value in options.items()}
 
 
 def spec_tolerance(spec: Spec, stage: str = "forward") -> Tolerance:
@@ -201,15 +235,18 @@ def compare_op(
     target: np.ndarray | None = None,
     dy: np.ndarray | None = None,
     keep_values: bool = True,
+    equal_nan: bool = False,
 ) -> ComparisonRecord:
     """Run one op alone in both engines on inputs from its domain (or on ``x``).
 
     The upstream gradient is drawn at random (unless ``dy`` is given). For a loss,
     ``target`` is drawn of ``target_kind`` (the first kind it accepts by default)
-    unless it is given.
+    unless it is given. ``equal_nan`` is for a case whose NaN the caller expects (a mean
+    over targets that are all ignored is 0/0 in PyTorch).
     """
     op = OPS[op] if isinstance(op, str) else op
-    options = dict(options or {})
+    options = cast_options(options or {}, dtype)
+    reference_options = torch_options(options)
     rng = np.random.default_rng(seed)
     if x is None:
         x = sampling.op_input(op, shape, rng, dtype)
@@ -223,25 +260,27 @@ def compare_op(
         if target is None:
             target = sampling.target(kind, shape, rng, dtype, options)
         y, cache = op.forward(x.copy(), target, **options)
-        ty = fn(tx, torch.from_numpy(target.copy()), **options)
+        ty = fn(tx, torch.from_numpy(target.copy()), **reference_options)
     else:
         kind = ""
         y, cache = op.forward(x.copy(), **options)
-        ty = fn(tx, **options)
+        ty = fn(tx, **reference_options)
     if dy is None:
         dy = rng.standard_normal(np.shape(y)).astype(dtype)
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy.copy()))
     tensors = [
-        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values),
+        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values,
+                       equal_nan=equal_nan),
         compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
-                       backward, keep_values),
+                       backward, keep_values, equal_nan=equal_nan),
     ]
     passed = all(t.passed for t in tensors)
     divergence = None if passed else next(t.name for t in tensors if not t.passed)
+    own = op.name not in OPS  # a user's op is not "an activation"
     return ComparisonRecord(
-        subject=op.name, kind=op.kind, dtype=dtype, seed=seed, passed=passed,
-        first_divergence=divergence,
+        subject=op.name, kind=("loss" if op.targets else "op") if own else op.kind,
+        dtype=dtype, seed=seed, passed=passed, first_divergence=divergence,
         tolerance_reason="; ".join(sorted({forward.reason, backward.reason})), tensors=tensors,
         options={**options, **({"target": kind} if kind else {})},
     )

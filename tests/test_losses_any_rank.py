@@ -31,11 +31,22 @@ def _index(rng: np.random.Generator, shape: tuple[int, ...], classes: int,
     return t
 
 
+def _all_ignored(target: np.ndarray, options: dict[str, Any]) -> bool:
+    """A mean over class-index targets that are all ignore_index: 0/0, NaN in PyTorch."""
+    return (options.get("reduction", "mean") == "mean" and target.dtype.kind in "iu"
+            and "ignore_index" in options and bool(np.all(target == options["ignore_index"])))
+
+
 def _check(op: str, x: np.ndarray, target: np.ndarray, options: dict[str, Any], dtype: str,
            seed: int = 0) -> None:
-    record = compare_op(op, dtype, options, x=x.astype(dtype), target=target, seed=seed)
+    # NaN agrees with NaN only where it is expected (and then it must be there).
+    expect_nan = _all_ignored(target, options)
+    record = compare_op(op, dtype, options, x=x.astype(dtype), target=target, seed=seed,
+                        equal_nan=expect_nan)
     failed = [(t.name, t.problem, t.tolerance_ratio) for t in record.tensors if not t.passed]
     assert record.passed, failed
+    if expect_nan:
+        assert np.isnan(LOSSES[op].forward(x.astype(dtype), target, **options)[0])
 
 
 CE_SHAPES = [(5, 3), (3, 3, 6), (2, 3, 4, 5), (3,)]  # three classes (dim 1, or 0 unbatched)
@@ -255,5 +266,6 @@ def test_data_file_probability_targets_and_refusals() -> None:
     with pytest.raises(ValueError, match=r"class indices must be integers of shape \(2, 5\) "
                                          r"\(or probabilities of the output's shape"):
         make_data(spec, x, [[0.5] * 5] * 2)
-    ignoring = _conv_spec({"type": "nll", "ignore_index": 7}, "float64")
+    ignoring = _conv_spec({"type": "nll", "ignore_index": 7}, "float64",
+                          [{"name": "logp", "type": "log_softmax", "inputs": ["conv"], "dim": 1}])
     assert make_data(ignoring, x, [[7, 0, 1, 2, 7]] * 2).y[0, 0] == 7
