@@ -1,6 +1,6 @@
 r"""One registry layer as a one-node graph spec, and what a single comparison cannot see.
 
-:func:`layer_case` wraps a layer sample in a graph spec (input ``x``, or ``x0``, ``x1``, ...;
+:func:`sample_case` wraps a layer sample in a graph spec (input ``x``, or ``x0``, ``x1``, ...;
 one node named after the layer; an ``l1`` loss with ``reduction: none`` against a random
 target, so that the upstream gradient at the node, :math:`\operatorname{sign}(y - t)\,
 \delta` with :math:`\delta` the runner's random ``dloss``, is random, never ones, and
@@ -19,7 +19,8 @@ Two things it cannot do live here:
   parameter gradients have exactly the parameters' keys, shapes and dtypes (a ``(1, C)``
   gradient only crashes the network's ``+=``), and an index input gets ``None``.
 
-:func:`check_layer` runs a sample for one mode or a sequence of modes.
+:func:`check_sample` runs a sample for one mode or a sequence of modes. (The registry's own
+layers; a user's pair with its own conventions is :func:`reference.checks.check_layer`.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ Arrays = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
-class LayerCase:
+class SampleCase:
     """A layer sample as a spec, its data, and the slots both engines start from."""
 
     spec: Spec
@@ -105,13 +106,13 @@ def shifted_slots(spec: Spec) -> tuple[Arrays, Arrays]:
     return params, state
 
 
-def layer_case(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
-               *, mode: str = "train", seed: int = 0) -> LayerCase:
+def sample_case(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
+                dtype: str, *, mode: str = "train", seed: int = 0) -> SampleCase:
     """Layer ``name`` on ``inputs`` as a one-node spec with data and shifted slots."""
     inputs = [np.asarray(a) for a in inputs]
     spec = layer_spec(name, options, inputs, dtype, mode=mode, seed=seed)
     params, state = shifted_slots(spec)
-    return LayerCase(spec, layer_data(spec, inputs, stream(seed, "data", name)), params, state)
+    return SampleCase(spec, layer_data(spec, inputs, stream(seed, "data", name)), params, state)
 
 
 def _own(values: Mapping[str, np.ndarray], node: str) -> Arrays:
@@ -120,7 +121,7 @@ def _own(values: Mapping[str, np.ndarray], node: str) -> Arrays:
             if k.startswith(f"{node}.")}
 
 
-def pair_problems(case: LayerCase, data: Data, state: Mapping[str, np.ndarray],
+def pair_problems(case: SampleCase, data: Data, state: Mapping[str, np.ndarray],
                   noise: Mapping[str, np.ndarray], training: bool) -> list[str]:
     """The pure pair's contract on one step, checked on the pair alone."""
     info, node = case.info, case.spec.nodes[0]
@@ -167,7 +168,7 @@ def _stepped(record_tensors: list[Any], step: int) -> list[Any]:
 
 
 @dataclass
-class LayerCheck:
+class SampleCheck:
     """The record of a layer sample's steps and the pair's protocol failures (when the
     protocol failed, the record holds the steps before it)."""
 
@@ -200,8 +201,8 @@ def _record(spec: Spec, tensors: list[Any], divergence: str | None, modes: Seque
         options={"modes": ["train" if m else "eval" for m in modes]})
 
 
-def compare_steps(case: LayerCase, modes: Sequence[bool], steps_data: Sequence[Data]
-                  ) -> LayerCheck:
+def compare_steps(case: SampleCase, modes: Sequence[bool], steps_data: Sequence[Data]
+                  ) -> SampleCheck:
     """One step per mode (True = train) on ``steps_data``, state carried in both engines.
 
     One manual network and one torch mirror live across the steps; each step gets its own
@@ -220,7 +221,7 @@ def compare_steps(case: LayerCase, modes: Sequence[bool], steps_data: Sequence[D
         noise = manual.draw_noise(spec, len(data.x), step=step)
         problems = [f"{label}: {p}" for p in pair_problems(case, data, state, noise, training)]
         if problems:
-            return LayerCheck(_record(spec, tensors, divergence or problems[0], modes),
+            return SampleCheck(_record(spec, tensors, divergence or problems[0], modes),
                               problems)
         mine_net.train(training).zero_grad()
         torch_net.train(training)
@@ -233,27 +234,27 @@ def compare_steps(case: LayerCase, modes: Sequence[bool], steps_data: Sequence[D
             divergence = f"{label}: {where}"
         tensors += [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)
                     for t in compared]
-    return LayerCheck(_record(spec, tensors, divergence, modes), [])
+    return SampleCheck(_record(spec, tensors, divergence, modes), [])
 
 
-def check_layer(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
-                dtype: str, modes: Sequence[bool] = (True,), seed: int = 0) -> LayerCheck:
+def check_sample(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
+                 dtype: str, modes: Sequence[bool] = (True,), seed: int = 0) -> SampleCheck:
     """Layer ``name`` on ``inputs`` for one step per entry of ``modes`` (True = train).
 
     One step is the pair's protocol, then :func:`~reference.compare.compare_network` on the
-    :func:`layer_case`; several are :func:`compare_steps`, each later step on fresh real
+    :func:`sample_case`; several are :func:`compare_steps`, each later step on fresh real
     inputs of the same shapes (index inputs reused).
     """
-    case = layer_case(name, options, inputs, dtype, mode="train" if modes[0] else "eval",
+    case = sample_case(name, options, inputs, dtype, mode="train" if modes[0] else "eval",
                       seed=seed)
     if len(modes) == 1:
         noise = manual.draw_noise(case.spec, len(case.data.x))
         problems = pair_problems(case, case.data, case.state, noise, modes[0])
         if problems:
-            return LayerCheck(_record(case.spec, [], problems[0], modes), problems)
+            return SampleCheck(_record(case.spec, [], problems[0], modes), problems)
         record = compare_network(case.spec, case.data, params=case.params, state=case.state,
                                  noise=noise, keep_values=False)
-        return LayerCheck(record, [])
+        return SampleCheck(record, [])
     rng = stream(seed, "sample", "steps")
     steps_data = [case.data]
     for _ in modes[1:]:

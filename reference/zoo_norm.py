@@ -332,7 +332,7 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
     (the engine refused or broke).
     """
     from reference.compare import compare_op
-    from reference.layer_check import check_layer
+    from reference.layer_check import check_sample
 
     with mutant.inject(), np.errstate(all="ignore"):
         for name in mutant.ops:
@@ -350,8 +350,8 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
                     for modes in ((True,), (False,), (True, False, True)):
                         where = f"{name} {dtype} {sample.name} {modes}"
                         try:
-                            result = check_layer(name, sample.options, sample.inputs, dtype,
-                                                 modes)
+                            result = check_sample(name, sample.options, sample.inputs, dtype,
+                                                  modes)
                         except (ValueError, TypeError, IndexError) as error:
                             return f"{where}: raised {type(error).__name__}: {error}"
                         if not result.passed:

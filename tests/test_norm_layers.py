@@ -20,7 +20,7 @@ from manual.layers.norm import NORM_LAYERS
 from manual.ops import dropout as drop
 from manual.ops import normalization as nrm
 from reference.conformance import PROTOCOLS, run_protocol
-from reference.layer_check import check_layer, layer_case
+from reference.layer_check import check_sample, sample_case
 
 DTYPES = ("float32", "float64")
 NAMES = [info.name for info in NORM_LAYERS]
@@ -42,7 +42,7 @@ CASES = [(name, i, s.name) for name in NAMES for i, s in enumerate(_samples(name
 def test_layer_matches_torch(name: str, index: int, label: str, dtype: str,
                              training: bool) -> None:
     sample = _samples(name, dtype)[index]
-    result = check_layer(name, sample.options, sample.inputs, dtype, (training,), seed=index)
+    result = check_sample(name, sample.options, sample.inputs, dtype, (training,), seed=index)
     assert result.passed, result.failures
     compared = {t.name for t in result.tensors}
     assert f"forward: {name}" in compared  # the one node is named after its layer
@@ -61,7 +61,7 @@ def test_conformance_protocols_on_the_layer(name: str, index: int, label: str, d
     """Main's protocols (single pass with the float32 rounding judge, two accumulated
     backward passes, stale cache, no mutation) on the layer as a one-node spec."""
     sample = _samples(name, dtype)[index]
-    case = layer_case(name, sample.options, sample.inputs, dtype, mode=mode, seed=index)
+    case = sample_case(name, sample.options, sample.inputs, dtype, mode=mode, seed=index)
     for protocol in PROTOCOLS:
         record = run_protocol(protocol, case.spec, case.data)
         assert record.passed, (protocol, record.first_divergence)
@@ -71,8 +71,8 @@ def test_conformance_protocols_on_the_layer(name: str, index: int, label: str, d
 @pytest.mark.parametrize("name", NAMES)
 def test_train_eval_train_sequence(name: str, dtype: str) -> None:
     for index, sample in enumerate(_samples(name, dtype)):
-        result = check_layer(name, sample.options, sample.inputs, dtype,
-                             (True, False, True, True), seed=10 + index)
+        result = check_sample(name, sample.options, sample.inputs, dtype,
+                              (True, False, True, True), seed=10 + index)
         assert result.passed, (sample.name, result.failures)
 
 
