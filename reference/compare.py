@@ -122,7 +122,7 @@ def _edge_name(spec: Spec, node: Node, j: int) -> TensorName:
     ref = node.inputs[j]
     if ref in spec.shared():
         repeated = node.inputs.count(ref) > 1
-        return TensorName("edge", node.name, f"{ref} (input {j})" if repeated else ref)
+        return TensorName("edge", node.name, ref, edge=j if repeated else None)
     return grad_name(spec, ref)
 
 
