@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reference.compare import compare_network, compare_op
-from reference.matrix import network_cases, network_data, op_cases
+from reference.matrix import GRAPHS, graph_data, graph_spec, network_cases, network_data, op_cases
 
 OP_CASES = list(op_cases())
 NETWORK_CASES = list(network_cases())
@@ -25,6 +25,18 @@ def test_two_hidden_layer_network_matches_torch(case, backprop_record) -> None:
     backprop_record(record)
     assert record.passed, record.describe()
     assert record.first_divergence is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_graph_matches_torch(name: str, dtype: str, backprop_record) -> None:
+    """A residual block, two branches concatenated, a value read twice: every node's output,
+    gradient and edge gradient, every parameter gradient."""
+    spec = graph_spec(name, dtype, seed=3)
+    record = compare_network(spec, graph_data(spec), keep_values=False)
+    backprop_record(record)
+    assert record.passed, record.describe()
+    assert any(t.stage == "edge" for t in record.tensors)
 
 
 def test_matrix_covers_every_registered_op_in_both_dtypes() -> None:

@@ -18,13 +18,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from manual.registry import ACTIVATIONS
 from reference.records import ComparisonRecord
 
 KEY = "conformance"
 TITLE = "Conformance matrix"
 ORDER = 10
 SEEDS = {"quick": 1, "full": 3}  # seeds per case
-_LINEAR = "linear"
 
 
 def _worst(values: Iterable[Any]) -> float:
@@ -42,8 +42,10 @@ def case_row(record: ComparisonRecord, case_id: str | None = None) -> dict[str, 
     worst = max(tensors, key=lambda t: (math.isnan(t.tolerance_ratio), t.tolerance_ratio),
                 default=None)
     if record.kind == "network" and record.spec is not None:
-        types = [layer["type"] for layer in record.spec.get("layers", [])]
-        activations = [t for t in types if t != _LINEAR]
+        # A chain lists "layers", a graph "nodes"; which are activations the registry says.
+        types = [layer["type"] for layer in
+                 record.spec.get("layers") or record.spec.get("nodes", [])]
+        activations = [t for t in types if t in ACTIVATIONS]
         loss = record.spec.get("loss", {}).get("type", "")
         ops = sorted({*activations, loss} - {""})
         activation = activations[0] if activations else "none"
@@ -144,11 +146,19 @@ def _cell(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def collect(context: Any) -> dict[str, Any]:
     from reference.compare import compare_op
     from reference.conformance import check_single
-    from reference.matrix import network_cases, network_data, op_cases
+    from reference.matrix import (
+        GRAPHS,
+        graph_data,
+        graph_spec,
+        network_cases,
+        network_data,
+        op_cases,
+    )
 
     seeds = [context.seed + k for k in range(SEEDS.get(context.profile, 1))]
     ops, nets = list(op_cases()), list(network_cases())
-    bar = context.progress("conformance", (len(ops) + len(nets)) * len(seeds))
+    graphs = [(name, dtype) for name in GRAPHS for dtype in ("float32", "float64")]
+    bar = context.progress("conformance", (len(ops) + len(nets) + len(graphs)) * len(seeds))
     rows = []
     for seed in seeds:
         suffix = f"-seed{seed}" if len(seeds) > 1 else ""
@@ -162,6 +172,11 @@ def collect(context: Any) -> dict[str, Any]:
             spec = net.spec(seed)
             record = check_single(spec, network_data(spec))  # float32 rounding judged as fuzz
             rows.append(case_row(record, f"{net.activation} x {net.loss}-{net.dtype}{suffix}"))
+            bar.update(1)
+        for name, dtype in graphs:
+            spec = graph_spec(name, dtype, seed)
+            rows.append(case_row(check_single(spec, graph_data(spec)), f"graph {name}-{dtype}"
+                                 f"{suffix}"))
             bar.update(1)
     bar.close()
     return tabulate(rows)
