@@ -1,7 +1,9 @@
 """Input data for a spec: each graph input (``x`` for a chain, ``(N, *shape)``) and ``y``.
 
 Validated once, at load, against the spec: shapes, finiteness, class labels in
-range, probabilities in [0, 1]. Arrays come back in the spec's dtype (class
+range, probabilities in [0, 1]. The target is checked by :func:`manual.targets.validate_target`
+against the output with its batch, ``(N, *spec.output_shape)``: class losses read the classes
+on dim 1, so index targets are ``(N, d1, ...)``. Arrays come back in the spec's dtype (class
 indices and ``index`` inputs as int64).
 """
 
@@ -17,6 +19,7 @@ from numpy.typing import NDArray
 
 from manual.finite import array_problem
 from manual.spec import Spec, load_json
+from manual.targets import as_array, validate_target
 
 
 @dataclass(frozen=True)
@@ -32,56 +35,6 @@ class Data:
         return {spec.inputs[0].name: self.x, **self.others}
 
 
-def _as_array(value: object, name: str) -> NDArray[Any]:
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        array = np.asarray(None, dtype=object)
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"data.{name}: must be a number or a rectangular array of numbers")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"data.{name}: contains NaN or infinity")
-    return array
-
-
-def _in_unit_interval(array: NDArray[Any], name: str, loss: str) -> None:
-    if array.size and (array.min() < 0 or array.max() > 1):
-        raise ValueError(f"data.{name}: {loss} needs probabilities in [0, 1], found values in "
-                         f"[{array.min():g}, {array.max():g}]")
-
-
-def _class_indices(y: NDArray[Any], n: int, classes: int, loss: str,
-                   rest: tuple[int, ...] = ()) -> NDArray[Any]:
-    if y.shape != (n, *rest):
-        raise ValueError(f"data.y: {loss} needs {n} class indices (shape {(n, *rest)}) or "
-                         f"probabilities of shape {(n, classes, *rest)}, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        raise ValueError(f"data.y: {loss} class indices must be integers, got {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"data.y: {loss} class indices must lie in [0, {classes - 1}] "
-                         f"(the output has {classes} classes), found {y.min()}..{y.max()}")
-    return y.astype(np.int64)
-
-
-def validate_target(spec: Spec, y_raw: object, n: int) -> NDArray[Any]:
-    """Check ``y`` against what the spec's loss needs and cast it."""
-    loss, classes, out = spec.loss.type, spec.output_width, spec.output_shape
-    y = _as_array(y_raw, "y")
-    if loss in ("nll", "cross_entropy") and y.ndim == len(out):
-        return _class_indices(y, n, classes, loss, out[1:])
-    if loss == "nll":
-        return _class_indices(y, n, classes, loss, out[1:])
-    if y.shape != (n, *out):
-        raise ValueError(f"data.y: {loss} needs a target shaped like the output, "
-                         f"{(n, *out)}, got {y.shape}")
-    if loss in ("bce", "bce_with_logits", "cross_entropy"):
-        _in_unit_interval(y, "y", loss)
-    if loss == "kl_div" and not spec.loss.options.get("log_target", False) and y.min() < 0:
-        raise ValueError("data.y: kl_div needs non-negative probabilities as target "
-                         "(or set log_target), found negative values")
-    return y.astype(spec.dtype)
-
-
 def _cast(array: NDArray[Any], name: str, dtype: str) -> NDArray[Any]:
     """``array`` in ``dtype``; a value finite as given but not in ``dtype`` is refused."""
     with np.errstate(over="ignore"):  # an overflowing cast is named just below
@@ -95,7 +48,7 @@ def _cast(array: NDArray[Any], name: str, dtype: str) -> NDArray[Any]:
 def _graph_input(spec: Spec, index: int, raw: object, field_name: str, n: int | None
                  ) -> NDArray[Any]:
     item = spec.inputs[index]
-    x = _as_array(raw, field_name)
+    x = as_array(raw, f"data.{field_name}")
     if x.ndim != len(item.shape) + 1 or x.shape[1:] != item.shape:
         want = "(N, " + ", ".join(map(str, item.shape)) + ")"
         rows = " (a batch of rows)" if len(item.shape) == 1 else ""
@@ -126,7 +79,8 @@ def make_data(spec: Spec, x_raw: object, y_raw: object,
     rest = {item.name: _graph_input(spec, index, others[item.name], item.name, x.shape[0])
             for index, item in enumerate(spec.inputs) if index}
     with np.errstate(over="ignore"):  # an overflowing cast is named by _cast
-        y = validate_target(spec, y_raw, x.shape[0])
+        y = validate_target(spec.loss.type, spec.loss.options,
+                            (x.shape[0], *spec.output_shape), y_raw, spec.dtype)
     return Data(x, y if y.dtype.kind != "f" else _cast(y, "data.y", spec.dtype), rest)
 
 

@@ -57,11 +57,6 @@ class Flag:
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
 
 
-Option = Real | Choice | Flag
-
-REDUCTION = Choice("mean", ("mean", "sum", "none"))
-
-
 @dataclass(frozen=True)
 class Int:
     """An integer (never a bool), at least ``low``; ``required`` is checked by the signature."""
@@ -89,4 +84,29 @@ class Given:
         return None
 
 
-LayerOption = Real | Choice | Flag | Int | Given
+@dataclass(frozen=True)
+class Values:
+    """An array of finite numbers given as a (nested) list, or null: a loss's class ``weight``,
+    ``pos_weight``. Its shape is checked against the input at the first call."""
+
+    default: None = None
+
+    def check(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value:
+            return f"must be a non-empty list of numbers or null, got {value!r}"
+        items = list(value)
+        while items and all(isinstance(v, list) for v in items):
+            items = [w for v in items for w in v]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in items):
+            return f"must be a (nested) list of finite numbers, got {value!r}"
+        return None
+
+
+Option = Real | Choice | Flag | Int | Values
+
+REDUCTION = Choice("mean", ("mean", "sum", "none"))
+
+LayerOption = Real | Choice | Flag | Int | Given | Values

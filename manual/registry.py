@@ -22,7 +22,7 @@ from manual.ops import piecewise as pw
 from manual.ops import regression_losses as reg
 from manual.ops import smooth as sm
 from manual.ops import softmax as sx
-from manual.options import REDUCTION, Choice, Flag, Option, Real
+from manual.options import REDUCTION, Choice, Flag, Int, Option, Real, Values
 
 Options = Mapping[str, Any]
 F = "torch.nn.functional."
@@ -129,6 +129,11 @@ def _activation(name: str, module: Any, torch: str, **kw: Any) -> OpInfo:
     return OpInfo(name=name, torch=torch, **_pair(module, name), **kw)
 
 
+_DIM = Int(-1, low=-(1 << 30))
+# Class weights and positive weights: arrays checked against the input's shape at the first
+# call (manual.targets); ignore_index as PyTorch's (-100: nothing ignored).
+_WEIGHTED = {"weight": Values(), "ignore_index": Int(-100, low=-(1 << 62))}
+
 _ACTIVATIONS = [
     _activation("identity", pw, "torch.clone", complex_step=True),
     _activation("relu", pw, F + "relu", output_range=(0, math.inf), kinks=lambda o: (0.0,)),
@@ -188,12 +193,13 @@ _ACTIVATIONS = [
     _activation(
         "logsigmoid", sm, F + "logsigmoid", output_range=(-math.inf, 0), complex_step=True
     ),
-    # Both act on the feature axis (dim=-1): rows are samples. PyTorch needs dim spelled out.
+    # Both act on dim (the feature axis, -1, by default: rows are samples). PyTorch needs dim
+    # spelled out: torch_kwargs is the default, a spec's dim overrides it.
     _activation("softmax", sx, F + "softmax", output_range=(0, 1), complex_step=True,
-                structure="rowwise", torch_kwargs={"dim": -1}),
+                options={"dim": _DIM}, structure="rowwise", torch_kwargs={"dim": -1}),
     _activation(
         "log_softmax", sx, F + "log_softmax", output_range=(-math.inf, 0), complex_step=True,
-        structure="rowwise", torch_kwargs={"dim": -1},
+        options={"dim": _DIM}, structure="rowwise", torch_kwargs={"dim": -1},
     ),
 ]
 
@@ -220,16 +226,18 @@ _LOSSES = [
     ),
     _loss(
         "bce", cls, F + "binary_cross_entropy", ("probability",), domain=(0.02, 0.98),
-        complex_step=True, needs="probabilities",
-        hint="end with 'sigmoid' or use 'bce_with_logits'",
+        options={"reduction": REDUCTION, "weight": Values()}, complex_step=True,
+        needs="probabilities", hint="end with 'sigmoid' or use 'bce_with_logits'",
     ),
     _loss(
         "bce_with_logits", cls, F + "binary_cross_entropy_with_logits", ("probability",),
+        options={"reduction": REDUCTION, "weight": Values(), "pos_weight": Values()},
         complex_step=True,
     ),
     _loss(
         "cross_entropy", cls, F + "cross_entropy", ("class_index", "class_probability"),
-        options={"reduction": REDUCTION, "label_smoothing": Real(0.0, low=0, high=1)},
+        options={"reduction": REDUCTION, "label_smoothing": Real(0.0, low=0, high=1),
+                 **_WEIGHTED},
         variants=(
             {}, {"reduction": "sum"}, {"reduction": "none"},
             {"label_smoothing": 0.1}, {"reduction": "sum", "label_smoothing": 0.3},
@@ -237,6 +245,7 @@ _LOSSES = [
         complex_step=True,
     ),
     _loss("nll", cls, F + "nll_loss", ("class_index",), domain=(-4.0, 0.0), complex_step=True,
+          options={"reduction": REDUCTION, **_WEIGHTED},
           needs="log-probabilities", hint="end with 'log_softmax' or use 'cross_entropy'"),
     _loss(
         "kl_div", cls, F + "kl_div", ("distribution",), domain=(-4.0, 0.0),

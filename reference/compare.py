@@ -235,12 +235,14 @@ def compare_op(
     target: np.ndarray | None = None,
     dy: np.ndarray | None = None,
     keep_values: bool = True,
+    equal_nan: bool = False,
 ) -> ComparisonRecord:
     """Run one op alone in both engines on inputs from its domain (or on ``x``).
 
     The upstream gradient is drawn at random (unless ``dy`` is given). For a loss,
     ``target`` is drawn of ``target_kind`` (the first kind it accepts by default)
-    unless it is given.
+    unless it is given. ``equal_nan`` is for a case whose NaN the caller expects (a mean
+    over targets that are all ignored is 0/0 in PyTorch).
     """
     op = OPS[op] if isinstance(op, str) else op
     options = cast_options(options or {}, dtype)
@@ -268,9 +270,10 @@ def compare_op(
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy.copy()))
     tensors = [
-        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values),
+        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values,
+                       equal_nan=equal_nan),
         compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
-                       backward, keep_values),
+                       backward, keep_values, equal_nan=equal_nan),
     ]
     passed = all(t.passed for t in tensors)
     divergence = None if passed else next(t.name for t in tensors if not t.passed)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from manual.options import Values
 from manual.registry import OpInfo
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -26,20 +27,25 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
     """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable.
 
     A user's op may give the callable itself. The input is positional-only, so that an
-    option may be called ``x``.
+    option may be called ``x``. An array option of the registry (a loss's ``weight``,
+    ``pos_weight``: :class:`manual.options.Values`) arrives from a spec as a list and goes to
+    PyTorch as a tensor of the input's dtype; a spec's option overrides the registry's
+    ``torch_kwargs`` (softmax's ``dim``).
     """
     if callable(op.torch):
         function = op.torch
     else:
         module_name, _, attribute = op.torch.rpartition(".")
         function = getattr(importlib.import_module(module_name), attribute)
-    fixed = dict(op.torch_kwargs)  # arguments the manual engine fixes
+    arrays = {name for name, option in op.options.items() if isinstance(option, Values)}
 
-    def call(x: torch.Tensor, /, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def call(x: torch.Tensor, /, *args: Any, **options: Any) -> torch.Tensor:
+        given = {k: torch.tensor(v, dtype=x.dtype) if k in arrays and isinstance(v, list) else v
+                 for k, v in options.items()}
         with warnings.catch_warnings():
             # kl_div warns that 'mean' will change meaning; we test today's meaning.
             warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
-            return function(x, *args, **fixed, **kwargs)
+            return function(x, *args, **{**op.torch_kwargs, **given})
 
     return call
 

@@ -105,10 +105,12 @@ def _op_options(name: str) -> st.SearchStrategy[dict[str, Any]]:
         return variants
     # Random values for every option first: generation favours the first branch, and a
     # default-only draw would hide every mistake on an option's code path.
+    # Integer and array options (softmax's dim, a loss's weight, ignore_index) keep their
+    # defaults here: their valid values depend on the shapes a case draws.
     random = st.fixed_dictionaries({
         name: st.sampled_from(ORACLE_EXACT_OPTIONS[op.name, name])
         if (op.name, name) in ORACLE_EXACT_OPTIONS else _option_value(o)
-        for name, o in op.options.items()})
+        for name, o in op.options.items() if isinstance(o, Real | Choice | Flag)})
     return st.one_of(random, variants)
 
 

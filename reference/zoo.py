@@ -222,7 +222,7 @@ def _huber_backward_unit_clip(dloss: Any, cache: Any) -> Any:
 
 
 def _bce_backward_logit_gradient(dloss: Any, cache: Any) -> Any:
-    x, t, reduction = cache
+    x, t, reduction = cache.x, cache.target, cache.reduction
     return upstream(dloss, reduction, x.size, x.dtype) * (x - t)
 
 

@@ -38,15 +38,15 @@ def softplus(z: Z) -> Z:
     return np.where(s > 0, z, 0) + np.log1p(np.exp(-s * z))
 
 
-def logsumexp(z: Z) -> Z:
-    m = np.max(np.real(z), axis=-1, keepdims=True)
+def logsumexp(z: Z, dim: int = -1) -> Z:
+    m = np.max(np.real(z), axis=dim, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
-    return m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
+    return m + np.log(np.sum(np.exp(z - m), axis=dim, keepdims=True))
 
 
-def softmax(z: Z) -> Z:
-    e = np.exp(z - np.max(np.real(z), axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+def softmax(z: Z, dim: int = -1) -> Z:
+    e = np.exp(z - np.max(np.real(z), axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
 
 
 ACTIVATIONS: Mapping[str, Callable[..., Z]] = {
@@ -57,7 +57,7 @@ ACTIVATIONS: Mapping[str, Callable[..., Z]] = {
     "mish": lambda z: z * np.tanh(softplus(z)),
     "logsigmoid": lambda z: -softplus(-z),
     "softmax": softmax,
-    "log_softmax": lambda z: z - logsumexp(z),
+    "log_softmax": lambda z, dim=-1: z - logsumexp(z, dim),
 }
 
 _BCE_LOG_FLOOR = -100.0
@@ -68,16 +68,32 @@ def _clamped_log(z: Z) -> Z:
     return np.where(np.real(log) < _BCE_LOG_FLOOR, _BCE_LOG_FLOOR, log)
 
 
-def bce(z: Z, t: Z) -> Z:
+def _unweighted(name: str, weight: Any = None, pos_weight: Any = None,
+                ignore_index: int = -100) -> None:
+    """The complex-step forms have no class weights: refuse rather than check the wrong loss."""
+    if weight is not None or pos_weight is not None or ignore_index != -100:
+        raise ValueError(f"complex step: {name} with weight, pos_weight or ignore_index is not "
+                         f"supported")
+
+
+def bce(z: Z, t: Z, **weights: Any) -> Z:
+    _unweighted("bce", **weights)
     return (t - 1) * _clamped_log(1 - z) - t * _clamped_log(z)
 
 
-def cross_entropy(z: Z, t: Z, label_smoothing: float = 0.0) -> Z:
+def bce_with_logits(z: Z, t: Z, **weights: Any) -> Z:
+    _unweighted("bce_with_logits", **weights)
+    return (1 - t) * z + softplus(-z)
+
+
+def cross_entropy(z: Z, t: Z, label_smoothing: float = 0.0, **weights: Any) -> Z:
+    _unweighted("cross_entropy", **weights)
     smoothed = smoothed_target(t, z.shape[-1], np.dtype(np.float64), label_smoothing)
     return -np.sum(smoothed * (z - logsumexp(z)), axis=-1)
 
 
-def nll(z: Z, t: Z) -> Z:
+def nll(z: Z, t: Z, **weights: Any) -> Z:
+    _unweighted("nll", **weights)
     return -z[np.arange(z.shape[0]), t]
 
 
@@ -90,7 +106,7 @@ def kl_div(z: Z, t: Z, log_target: bool = False) -> Z:
 LOSSES: Mapping[str, Callable[..., Z]] = {
     "mse": lambda z, t: (z - t) ** 2,
     "bce": bce,
-    "bce_with_logits": lambda z, t: (1 - t) * z + softplus(-z),
+    "bce_with_logits": bce_with_logits,
     "cross_entropy": cross_entropy,
     "nll": nll,
     "kl_div": kl_div,

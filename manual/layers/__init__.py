@@ -10,10 +10,11 @@ from __future__ import annotations
 from manual.layers.conv import CONV_LAYERS
 from manual.layers.core import CORE_LAYERS, from_op
 from manual.layers.info import LayerInfo, Sample, Signature, Slot
+from manual.layers.norm import NORM_LAYERS
 from manual.layers.recurrent import RECURRENT_LAYERS
 
 # A plain dict, so that the bug zoo can swap an entry for the length of one test.
 LAYERS: dict[str, LayerInfo] = {
-    info.name: info for info in (*CORE_LAYERS, *CONV_LAYERS, *RECURRENT_LAYERS)}
+    info.name: info for info in (*CORE_LAYERS, *CONV_LAYERS, *RECURRENT_LAYERS, *NORM_LAYERS)}
 
 __all__ = ["LAYERS", "LayerInfo", "Sample", "Signature", "Slot", "from_op"]

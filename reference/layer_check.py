@@ -1,0 +1,264 @@
+r"""One registry layer as a one-node graph spec, and what a single comparison cannot see.
+
+:func:`sample_case` wraps a layer sample in a graph spec (input ``x``, or ``x0``, ``x1``, ...;
+one node named after the layer; an ``l1`` loss with ``reduction: none`` against a random
+target, so that the upstream gradient at the node, :math:`\operatorname{sign}(y - t)\,
+\delta` with :math:`\delta` the runner's random ``dloss``, is random, never ones, and
+bit-identical in both engines whatever the rounding of :math:`y`: an ``mse`` upstream
+:math:`2(y - t)\delta` would carry the output's last-bit differences into every gradient)
+with its data and slots moved off their defaults (eval mode on running statistics of 0 and 1
+would hide a mistake). One step is :func:`reference.compare.compare_network` on that case.
+Two things it cannot do live here:
+
+- :func:`compare_steps`: several forward/backward steps in train or eval mode with the state
+  carried over in both engines (one manual network and one torch mirror kept across the
+  steps, driven by :func:`reference.run.run_manual` / :func:`~reference.run.run_torch`),
+  every step's tensors compared and named ``step k: state: batch_norm.running_var``;
+- :func:`pair_problems`: the contract of the pure pair itself (``manual/layers/info.py``):
+  nothing given is written, a second backward from the same cache returns the same, the
+  parameter gradients have exactly the parameters' keys, shapes and dtypes (a ``(1, C)``
+  gradient only crashes the network's ``+=``), and an index input gets ``None``.
+
+:func:`check_sample` runs a sample for one mode or a sequence of modes. (The registry's own
+layers; a user's pair with its own conventions is :func:`reference.checks.check_layer`.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import manual
+from manual.data import Data
+from manual.layers import LAYERS
+from manual.layers.info import LayerInfo
+from manual.random import stream
+from manual.spec import Spec
+from reference import mirror
+from reference.compare import _first_divergence, compare_network, compare_runs, spec_tolerance
+from reference.records import ComparisonRecord
+from reference.run import run_manual, run_torch
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class SampleCase:
+    """A layer sample as a spec, its data, and the slots both engines start from."""
+
+    spec: Spec
+    data: Data
+    params: Arrays
+    state: Arrays
+
+    @property
+    def node(self) -> str:
+        return self.spec.nodes[0].name
+
+    @property
+    def info(self) -> LayerInfo:
+        return LAYERS[self.spec.nodes[0].type]
+
+
+def _input_names(count: int) -> list[str]:
+    return ["x"] if count == 1 else [f"x{i}" for i in range(count)]
+
+
+def layer_spec(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
+               *, mode: str = "train", seed: int = 0) -> Spec:
+    """The one-node graph spec of layer ``name`` reading ``inputs`` (batch first)."""
+    kind = "index" if LAYERS[name].input_kind == "index" else "real"
+    refs = _input_names(len(inputs))
+    graph_inputs = {ref: {"shape": list(np.shape(a)[1:]), **({"kind": kind} if kind != "real"
+                                                               else {})}
+                    for ref, a in zip(refs, inputs, strict=True)}
+    return manual.parse_spec({
+        "name": name, "inputs": graph_inputs,
+        "nodes": [{"name": name, "type": name, "inputs": refs, **options}],
+        "loss": {"type": "l1", "reduction": "none"}, "dtype": dtype, "seed": seed,
+        "mode": mode})
+
+
+def layer_data(spec: Spec, inputs: Sequence[np.ndarray], rng: np.random.Generator) -> Data:
+    """``inputs`` as the spec's data, with a random target for the l1 loss."""
+    target = rng.standard_normal((len(inputs[0]), *spec.output_shape))
+    refs = [i.name for i in spec.inputs]
+    return manual.make_data(spec, inputs[0], target, dict(zip(refs[1:], inputs[1:],
+                                                              strict=True)))
+
+
+def shifted_slots(spec: Spec) -> tuple[Arrays, Arrays]:
+    """The default parameters and state, moved off their defaults (weights ones, running
+    variance one, ``num_batches_tracked`` zero would each hide a mistake)."""
+    rng = stream(spec.seed, "sample", "shift")
+    params = {k: (v + rng.uniform(-0.5, 0.5, v.shape)).astype(v.dtype)
+              for k, v in manual.initial_parameters(spec).items()}
+    state = {}
+    for key, value in manual.initial_state(spec).items():
+        if value.dtype.kind in "iu":
+            state[key] = np.asarray(value + rng.integers(1, 5), dtype=value.dtype)
+        else:
+            state[key] = (value + rng.uniform(0.2, 1.0, value.shape)).astype(value.dtype)
+    return params, state
+
+
+def sample_case(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
+                dtype: str, *, mode: str = "train", seed: int = 0) -> SampleCase:
+    """Layer ``name`` on ``inputs`` as a one-node spec with data and shifted slots."""
+    inputs = [np.asarray(a) for a in inputs]
+    spec = layer_spec(name, options, inputs, dtype, mode=mode, seed=seed)
+    params, state = shifted_slots(spec)
+    return SampleCase(spec, layer_data(spec, inputs, stream(seed, "data", name)), params, state)
+
+
+def _own(values: Mapping[str, np.ndarray], node: str) -> Arrays:
+    """``{"bn.weight": ...}`` -> ``{"weight": <a copy>}`` for node ``bn``."""
+    return {k.removeprefix(f"{node}."): np.array(v, copy=True) for k, v in values.items()
+            if k.startswith(f"{node}.")}
+
+
+def pair_problems(case: SampleCase, data: Data, state: Mapping[str, np.ndarray],
+                  noise: Mapping[str, np.ndarray], training: bool) -> list[str]:
+    """The pure pair's contract on one step, checked on the pair alone."""
+    info, node = case.info, case.spec.nodes[0]
+    # Copies: a pair that writes into what it is given must not spoil the engines' runs.
+    inputs = tuple(data.feed(case.spec)[ref].copy() for ref in node.inputs)
+    params, own_state, own_noise = (_own(case.params, node.name), _own(state, node.name),
+                                    _own(noise, node.name))
+    given: dict[str, Mapping[Any, np.ndarray]] = {
+        "inputs": dict(enumerate(inputs)), "params": params, "state": own_state,
+        "noise": own_noise}
+    before = {what: {k: v.copy() for k, v in arrays.items()} for what, arrays in given.items()}
+    y, cache, _ = info.forward(inputs, params, own_state, own_noise, training=training,
+                               **node.options)
+    dy = stream(case.spec.seed, "upstream", node.name).standard_normal(np.shape(y)).astype(
+        case.spec.dtype)
+    dy_given = dy.copy()
+    dinputs, dparams = info.backward(dy, cache)
+    again_inputs, again_params = info.backward(dy_given.copy(), cache)
+    problems = [f"protocol: forward or backward wrote into its {what}"
+                for what, arrays in given.items()
+                if any(not np.array_equal(before[what][k], v, equal_nan=True)
+                       for k, v in arrays.items())]
+    if not np.array_equal(dy, dy_given, equal_nan=True):
+        problems.append("protocol: backward wrote into the upstream gradient")
+    same = all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in
+               zip(dinputs, again_inputs, strict=True) if a is not None) and \
+        all(k in again_params and np.array_equal(dparams[k], again_params[k], equal_nan=True)
+            for k in dparams)
+    if not same:
+        problems.append("protocol: a second backward from the same cache differs")
+    got = {k: (np.shape(g), str(np.asarray(g).dtype)) for k, g in dparams.items()}
+    want = {k: (p.shape, str(p.dtype)) for k, p in params.items()}
+    if got != want:
+        problems.append(f"protocol: parameter gradients {got}, parameters {want}")
+    for ref, dx in zip(node.inputs, dinputs, strict=True):
+        if case.spec.input_kind(ref) == "index" and dx is not None:
+            problems.append(f"protocol: index input {ref!r} must get None, got an array")
+    return problems
+
+
+def _stepped(record_tensors: list[Any], step: int) -> list[Any]:
+    return [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)
+            for t in record_tensors]
+
+
+@dataclass
+class SampleCheck:
+    """The record of a layer sample's steps and the pair's protocol failures (when the
+    protocol failed, the record holds the steps before it)."""
+
+    record: ComparisonRecord
+    problems: list[str]
+
+    @property
+    def tensors(self) -> list[Any]:
+        return self.record.tensors
+
+    @property
+    def failures(self) -> list[str]:
+        bad = [f"{t.name}: {t.problem or f'err/tol {t.tolerance_ratio:.3g}'}"
+               for t in self.tensors if not t.passed]
+        return bad + self.problems
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _record(spec: Spec, tensors: list[Any], divergence: str | None, modes: Sequence[bool]
+            ) -> ComparisonRecord:
+    reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
+    return ComparisonRecord(
+        subject=spec.name, kind="layer", dtype=spec.dtype, seed=spec.seed,
+        passed=divergence is None and all(t.passed for t in tensors),
+        first_divergence=divergence, tolerance_reason="; ".join(sorted(reasons)),
+        tensors=tensors, spec=spec.to_dict(),
+        options={"modes": ["train" if m else "eval" for m in modes]})
+
+
+def compare_steps(case: SampleCase, modes: Sequence[bool], steps_data: Sequence[Data]
+                  ) -> SampleCheck:
+    """One step per mode (True = train) on ``steps_data``, state carried in both engines.
+
+    One manual network and one torch mirror live across the steps; each step gets its own
+    noise (``draw_noise(..., step=k)``) and zeroed gradients. The pair's protocol is checked
+    first, from the state the manual engine carries into the step; where it fails, the
+    engines are not run (a ``(1, C)`` gradient would only crash the network's ``+=``).
+    """
+    spec = case.spec
+    mine_net = manual.build(spec, {k: v.copy() for k, v in case.params.items()},
+                            {k: v.copy() for k, v in case.state.items()})
+    torch_net = mirror.build(spec, case.params, case.state)
+    tensors: list[Any] = []
+    divergence, state = None, dict(case.state)
+    for step, (training, data) in enumerate(zip(modes, steps_data, strict=True)):
+        label = f"step {step} ({'train' if training else 'eval'})"
+        noise = manual.draw_noise(spec, len(data.x), step=step)
+        problems = [f"{label}: {p}" for p in pair_problems(case, data, state, noise, training)]
+        if problems:
+            return SampleCheck(_record(spec, tensors, divergence or problems[0], modes),
+                              problems)
+        mine_net.train(training).zero_grad()
+        torch_net.train(training)
+        ref = run_torch(spec, data, noise=noise, net=torch_net)
+        mine = run_manual(spec, data, dloss=ref.dloss, noise=noise, net=mine_net)
+        state = mine.state
+        compared = compare_runs(spec, mine, ref)
+        where = _first_divergence(spec, {t.name: t for t in compared})
+        if divergence is None and where is not None:
+            divergence = f"{label}: {where}"
+        tensors += [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)
+                    for t in compared]
+    return SampleCheck(_record(spec, tensors, divergence, modes), [])
+
+
+def check_sample(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
+                 dtype: str, modes: Sequence[bool] = (True,), seed: int = 0) -> SampleCheck:
+    """Layer ``name`` on ``inputs`` for one step per entry of ``modes`` (True = train).
+
+    One step is the pair's protocol, then :func:`~reference.compare.compare_network` on the
+    :func:`sample_case`; several are :func:`compare_steps`, each later step on fresh real
+    inputs of the same shapes (index inputs reused).
+    """
+    case = sample_case(name, options, inputs, dtype, mode="train" if modes[0] else "eval",
+                      seed=seed)
+    if len(modes) == 1:
+        noise = manual.draw_noise(case.spec, len(case.data.x))
+        problems = pair_problems(case, case.data, case.state, noise, modes[0])
+        if problems:
+            return SampleCheck(_record(case.spec, [], problems[0], modes), problems)
+        record = compare_network(case.spec, case.data, params=case.params, state=case.state,
+                                 noise=noise, keep_values=False)
+        return SampleCheck(record, [])
+    rng = stream(seed, "sample", "steps")
+    steps_data = [case.data]
+    for _ in modes[1:]:
+        fresh = [(rng.standard_normal(np.shape(a)) * 2 + 0.5).astype(a.dtype)
+                 if a.dtype.kind == "f" else a for a in map(np.asarray, inputs)]
+        steps_data.append(layer_data(case.spec, fresh, rng))
+    return compare_steps(case, modes, steps_data)
