@@ -135,16 +135,22 @@ def pair_problems(case: SampleCase, data: Data, state: Mapping[str, np.ndarray],
     before = {what: {k: v.copy() for k, v in arrays.items()} for what, arrays in given.items()}
     y, cache, _ = info.forward(inputs, params, own_state, own_noise, training=training,
                                **node.options)
-    dy = stream(case.spec.seed, "upstream", node.name).standard_normal(np.shape(y)).astype(
-        case.spec.dtype)
-    dy_given = dy.copy()
-    dinputs, dparams = info.backward(dy, cache)
-    again_inputs, again_params = info.backward(dy_given.copy(), cache)
+    rng = stream(case.spec.seed, "upstream", node.name)
+    outputs = y if isinstance(y, tuple) else (y,)  # several outputs: one upstream each
+    dys = [rng.standard_normal(np.shape(out)).astype(case.spec.dtype) for out in outputs]
+    dys_given = [dy.copy() for dy in dys]
+
+    def upstream(arrays: list[np.ndarray]) -> Any:
+        return tuple(arrays) if isinstance(y, tuple) else arrays[0]
+
+    dinputs, dparams = info.backward(upstream(dys), cache)
+    again_inputs, again_params = info.backward(upstream([d.copy() for d in dys_given]), cache)
     problems = [f"protocol: forward or backward wrote into its {what}"
                 for what, arrays in given.items()
                 if any(not np.array_equal(before[what][k], v, equal_nan=True)
                        for k, v in arrays.items())]
-    if not np.array_equal(dy, dy_given, equal_nan=True):
+    if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(dys, dys_given,
+                                                                     strict=True)):
         problems.append("protocol: backward wrote into the upstream gradient")
     same = all(np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True) for a, b in
                zip(dinputs, again_inputs, strict=True) if a is not None) and \

@@ -34,15 +34,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import manual
 from manual.data import Data
-from manual.options import Choice, Flag, Real
+from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import Spec
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
+from reference.layer_graphs import layer_graphs, layers_with_samples
 from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 
 DTYPES = ("float32", "float64")
@@ -112,6 +114,21 @@ def _op_options(name: str) -> st.SearchStrategy[dict[str, Any]]:
         if (op.name, name) in ORACLE_EXACT_OPTIONS else _option_value(o)
         for name, o in op.options.items() if isinstance(o, Real | Choice | Flag)})
     return st.one_of(random, variants)
+
+
+@st.composite
+def _shaped_options(draw: st.DrawFn, loss: str, classes: int) -> dict[str, Any]:
+    """The loss options whose valid values depend on the class count: class ``weight`` and
+    ``pos_weight`` (positive, one per class) and ``ignore_index`` (a class, or -100 for none).
+    Each is drawn or left out, so the default path is drawn too."""
+    out: dict[str, Any] = {}
+    positive = st.lists(st.floats(0.125, 4.0, width=32), min_size=classes, max_size=classes)
+    for name, option in OPS[loss].options.items():
+        if isinstance(option, Values) and draw(st.booleans()):
+            out[name] = draw(positive)
+        elif name == "ignore_index" and draw(st.booleans()):
+            out[name] = draw(st.integers(0, classes - 1))
+    return out
 
 
 def compatible_activations(loss: str) -> list[str]:
@@ -184,9 +201,11 @@ def specs(
     enders = compatible_activations(loss)
     if layers[-1]["type"] not in enders:
         layers.append(draw(st.sampled_from(enders).flatmap(_activation_layer)))
+    classes = next(layer["out_features"] for layer in reversed(layers)
+                   if layer["type"] == "linear")
     raw = {
         "input_shape": [draw(st.integers(1, max_width))], "layers": layers,
-        "loss": {"type": loss, **draw(op_options(loss))},
+        "loss": {"type": loss, **draw(op_options(loss)), **draw(_shaped_options(loss, classes))},
         "dtype": draw(st.sampled_from(list(dtypes))),
         "seed": draw(st.integers(0, 2**16)),
     }
@@ -287,8 +306,16 @@ def datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32) -> Data:
     shape = (n, spec.input_shape[0])
     x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
     loss = LOSSES[spec.loss.type]
-    kind = draw(st.sampled_from(loss.targets))
+    ignored = spec.loss.options.get("ignore_index", -100)
+    # PyTorch refuses an ignore_index with probability targets: draw class indices then.
+    kinds = [k for k in loss.targets if ignored < 0 or k == "class_index"]
+    kind = draw(st.sampled_from(kinds))
     y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    if ignored >= 0 and kind == "class_index":  # hit the ignored class, not by luck alone
+        y = np.where(draw(hnp.arrays(np.bool_, (n,))), ignored, y)
+    # Every target ignored makes a mean of no terms, NaN in both engines: not a comparison.
+    assume(ignored < 0 or kind != "class_index" or bool(np.any(y != ignored))
+           or spec.loss.options.get("reduction", "mean") != "mean")
     return manual.make_data(spec, x, y)
 
 
@@ -375,14 +402,21 @@ def fuzz_cases(
     """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
 
     One case in eight is a graph with skip connections and concatenations
-    (:func:`reference.graph_strategies.graphs`); every case is, when ``include`` names a
-    graph op (``add``, ``concat``).
+    (:func:`reference.graph_strategies.graphs`), and one in eight a registry layer inside a
+    network (:func:`reference.layer_graphs.layer_graphs`: conv, pooling, norms, dropout,
+    embedding, recurrent cells, attention, ...); ``include`` naming a graph op or such a
+    layer focuses every case on it.
     """
     from reference.conformance import PROTOCOLS
 
-    wanted = [op for op in spec_kwargs.get("include", ()) if op in GRAPH_OPS]
-    if wanted or (not spec_kwargs.get("include") and draw(st.integers(0, 7)) == 0):
-        dtypes = spec_kwargs.get("dtypes", DTYPES)
+    include = spec_kwargs.get("include", ())
+    wanted = [op for op in include if op in GRAPH_OPS]
+    layers = tuple(op for op in include if op in layers_with_samples())
+    dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
+    shape = draw(st.integers(0, 7)) if not include else -1
+    if layers or shape == 1:
+        spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))
+    elif wanted or shape == 0:
         spec = draw(graphs(include=wanted, dtypes=dtypes))
         data = draw(graph_data(spec, max_batch=max_batch))
     else:

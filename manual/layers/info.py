@@ -75,7 +75,10 @@ class Signature:
 
 @dataclass(frozen=True)
 class Sample:
-    """One configuration to check a layer alone on: options and its inputs (batch first)."""
+    """One configuration to check a layer alone on: options and its inputs (batch first).
+
+    A ``name`` ending in ``_nan`` marks a sample whose output is expected to hold NaN, as
+    PyTorch's does (a fully masked attention row)."""
 
     options: Mapping[str, Any]
     inputs: tuple[Array, ...]

@@ -1,0 +1,20 @@
+"""The layer families' mutants (conv and pooling, norms and losses, recurrent cells and
+attention) die in networks too: each is caught by the one-node-graph conformance of the layers
+it touches (reference.zoo_norm.conformance_kill: every sample, both dtypes, both modes and a
+train -> eval -> train sequence; the weighted loss cases for a loss) and, separately, by the
+fuzzer focused on it."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference import zoo, zoo_conv, zoo_norm, zoo_recurrent
+
+MUTANTS = [*zoo_conv.CONV_MUTANTS, *zoo_norm.NORM_MUTANTS, *zoo_recurrent.RECURRENT_MUTANTS]
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_family_mutant_dies_in_networks_and_under_the_fuzzer(mutant: zoo.Mutant) -> None:
+    assert zoo_norm.conformance_kill(mutant) is not None, f"{mutant.name} survives conformance"
+    assert zoo.fuzz_kill(mutant, 60, shrink=False) is not None, \
+        f"{mutant.name} survives 60 fuzz examples focused on {mutant.ops}"
