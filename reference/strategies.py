@@ -397,6 +397,7 @@ def fuzz_cases(
     *,
     protocols: Sequence[str] | None = None,
     max_batch: int = 32,
+    graphs_too: bool = True,
     **spec_kwargs: Any,
 ) -> FuzzCase:
     """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
@@ -405,7 +406,8 @@ def fuzz_cases(
     (:func:`reference.graph_strategies.graphs`), and one in eight a registry layer inside a
     network (:func:`reference.layer_graphs.layer_graphs`: conv, pooling, norms, dropout,
     embedding, recurrent cells, attention, ...); ``include`` naming a graph op or such a
-    layer focuses every case on it.
+    layer focuses every case on it. ``graphs_too=False`` draws chains only (for checks that
+    take a chain, such as the comparison with ``torch.autograd.gradcheck``).
     """
     from reference.conformance import PROTOCOLS
 
@@ -413,7 +415,7 @@ def fuzz_cases(
     wanted = [op for op in include if op in GRAPH_OPS]
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
-    shape = draw(st.integers(0, 7)) if not include else -1
+    shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
     if layers or shape == 1:
         spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))
     elif wanted or shape == 0:
