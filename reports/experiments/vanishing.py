@@ -22,11 +22,8 @@ Built on :mod:`reports.experiments.deepnet` (the runs) and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
-import types
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +32,7 @@ import numpy as np
 
 import manual
 from manual import init as initializers
+from manual.jsonable import decode
 from reports.experiments import meanfield
 from reports.experiments.deepnet import (
     ENGINES,
@@ -411,28 +409,7 @@ def _run(profile: str, p: Profile, seed: int, progress: Callable[[int], Any]
     )
 
 
-def _decode(tp: Any, value: Any) -> Any:
-    """``value`` (decoded JSON) as type ``tp``: dataclasses, lists, dicts, optionals, floats."""
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _decode(hints[f.name], value[f.name])
-                     for f in dataclasses.fields(tp) if f.name in value})
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is list:
-        return [_decode(args[0], v) for v in value]
-    if origin is dict:
-        return {k: _decode(args[1], v) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        (inner, *rest) = [a for a in args if a is not type(None)]
-        return _decode(inner, value) if not rest else value
-    if tp is float:
-        return float(value)  # "nan", "inf" and "-inf" included
-    return value
-
-
 def record_from_json(text: str) -> ExperimentRecord:
     """Read back what :func:`reference.records.dumps` wrote for an :class:`ExperimentRecord`."""
-    record: ExperimentRecord = _decode(ExperimentRecord, json.loads(text))
+    record: ExperimentRecord = decode(ExperimentRecord, json.loads(text))
     return record
