@@ -57,18 +57,20 @@ def _float64_values(spec: Spec, data: Data, loss_shape: tuple[int, ...],
     return {key: value for key, (_, value, _) in run_tensors(wide_spec, run).items()}
 
 
-def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,
+def rounding_bounds(spec: Spec, data: Data, single: ComparisonRecord,
                     record: ComparisonRecord,
-                    params: Mapping[str, np.ndarray] | None = None) -> str:
-    """Why ``record``'s failures are float32 rounding, or ``""`` if they are not.
+                    params: Mapping[str, np.ndarray] | None = None
+                    ) -> dict[str, tuple[float, str]] | None:
+    """The measured bound of every failing tensor of ``record``, with how it was made, or
+    ``None`` when some failure is not float32 rounding (or nothing failed).
 
     ``single`` is the single-pass comparison of the same case with values kept
     (``keep_values=True``); ``record`` is the failing record (the same one, or a
     protocol check's); ``params`` the explicit parameters, if the case had them.
-    Tensors that must stay unchanged are never excused.
+    Tensors that must stay unchanged (and shape or dtype problems) are never excused.
     """
     if spec.dtype != "float32" or record.passed:
-        return ""
+        return None
     shadow = _float64_values(spec, data, tuple(np.shape(single.tensor("forward: loss")
                                                         .reference)), params)
     measured: dict[str, tuple[float, float]] = {}
@@ -79,22 +81,33 @@ def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,
             if r32.shape == r64.shape and r32.size:
                 measured[t.name] = (float(np.max(np.abs(r64))),
                                     float(np.max(np.abs(r32 - r64))))
-    worst = ""
-    worst_share = 0.0
+    bounds: dict[str, tuple[float, str]] = {}
     for t in record.failures:
         name, factor = _single_name(t.name)
         if t.problem or name not in measured:
-            return ""
+            return None
         scale, rounding = measured[name]
         bound = t.atol + t.rtol * scale * factor + KAPPA * rounding * factor
         if not t.max_abs_error <= bound:
-            return ""
-        if t.max_abs_error / bound >= worst_share:
-            worst_share = t.max_abs_error / bound
-            worst = (f"{t.name}: error {t.max_abs_error:.3g} <= {bound:.3g} (atol + rtol x "
-                     f"scale {scale * factor:.3g} + {KAPPA:g} x float32 rounding "
-                     f"{rounding * factor:.3g} measured against float64)")
-    return worst
+            return None
+        bounds[t.name] = (bound, f"atol + rtol x scale {scale * factor:.3g} + {KAPPA:g} x "
+                                 f"float32 rounding {rounding * factor:.3g} measured against "
+                                 f"float64")
+    return bounds
+
+
+def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,
+                    record: ComparisonRecord,
+                    params: Mapping[str, np.ndarray] | None = None) -> str:
+    """Why ``record``'s failures are float32 rounding (the tightest-fitting one's bound), or
+    ``""`` if they are not (see :func:`rounding_bounds`)."""
+    bounds = rounding_bounds(spec, data, single, record, params)
+    if not bounds:
+        return ""
+    errors = {t.name: t.max_abs_error for t in record.failures}
+    name = max(bounds, key=lambda n: errors[n] / bounds[n][0])
+    bound, how = bounds[name]
+    return f"{name}: error {errors[name]:.3g} <= {bound:.3g} ({how})"
 
 
 def _single_name(name: str) -> tuple[str, float]:
