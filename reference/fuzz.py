@@ -309,11 +309,18 @@ def fixed_constants() -> Iterator[None]:
         yield
         return
     empty = providers.Constants()
+    # Hypothesis also caches the constants per choice type (CONSTANTS_CACHE) the first time
+    # any test draws one: what an earlier draw cached in this process must not leak in.
+    saved = getattr(providers, "CONSTANTS_CACHE", None)
+    if saved is not None:
+        providers.CONSTANTS_CACHE = type(saved)(1024)  # empty, the size Hypothesis uses
     providers._get_local_constants = lambda: empty
     try:
         yield
     finally:
         providers._get_local_constants = original
+        if saved is not None:
+            providers.CONSTANTS_CACHE = saved
 
 
 class _Stopped(BaseException):

@@ -31,6 +31,16 @@ def _one_thread_per_worker() -> object:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _draws_depend_on_the_seed_alone() -> object:
+    """Hypothesis mixes the literal constants of every loaded module into what it draws, so a
+    test's examples would depend on which tests an xdist worker ran before: not here."""
+    from reference.fuzz import fixed_constants
+
+    with fixed_constants():
+        yield
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The bug zoo's kill table, from the rows tests/test_zoo.py records (works under xdist)."""
     import json

@@ -22,6 +22,7 @@ Built on :mod:`reports.experiments.deepnet` (the runs) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator
