@@ -233,6 +233,7 @@ class CampaignRecord:
     largest_error: dict[str, dict[str, OpError]] = field(default_factory=dict)
     failures: list[CampaignFailure] = field(default_factory=list)
     stopped: str = ""  # why the campaign ended before ``examples`` cases ('' if it did not)
+    shards: int = 1  # how many shards were merged into it (reference.fuzz_shards)
 
     def to_json(self, indent: int | None = 2) -> str:
         return dumps(self, indent)
