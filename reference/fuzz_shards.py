@@ -187,8 +187,6 @@ def run_sharded(
     failing = [k for k, record in done.items() if not record.passed]
     last = min(failing) if failing else len(planned) - 1
     kept = [done[k] for k in sorted(done) if k <= last]
-    if not stopped and not failing and len(done) < len(planned):
-        stopped = "stopped"  # pragma: no cover - a pool that returned without every shard
     return merge(kept, examples, seed, len(planned), time.perf_counter() - start, stopped)
 
 
