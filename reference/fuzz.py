@@ -235,6 +235,7 @@ class CampaignRecord:
     largest_error: dict[str, dict[str, OpError]] = field(default_factory=dict)
     failures: list[CampaignFailure] = field(default_factory=list)
     stopped: str = ""  # why the campaign ended before ``examples`` cases ('' if it did not)
+    shards: int = 1  # how many shards were merged into it (reference.fuzz_shards)
 
     def to_json(self, indent: int | None = 2) -> str:
         return dumps(self, indent)
@@ -354,7 +355,10 @@ def run_campaign(
     record = CampaignRecord(examples=examples, seed=seed)
     state: dict[str, Any] = {"failing": False, "last": None}
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+    # From Hypothesis's own defaults, not the profile loaded by the caller (pytest's ci
+    # profile, HYPOTHESIS_PROFILE), so a shard draws the same cases in any process.
+    @settings(settings.get_profile("default"), max_examples=examples, deadline=None,
+              database=None, derandomize=False,
               suppress_health_check=list(HealthCheck), print_blob=False,
               phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False)
     @hypothesis_seed(seed)

@@ -8,8 +8,13 @@ minimal spec, saved with the command that replays it. The campaign record (cases
 coverage, failures, largest error per op) is written to --out. With --replay DIR,
 replays one saved case instead. --examples is capped at 100000 (about 15 minutes on
 one core); --max-time stops earlier, and so does Ctrl-C: either way the record of the
-cases run so far is written. Exit 0 when everything agrees, 1 on a failure, 2 on bad
-input, 130 when interrupted (after writing the partial record).
+cases run so far is written.
+
+The campaign is split into --shards deterministic shards (default 8, each its own seed
+and Hypothesis run; :mod:`reference.fuzz_shards`), run one after another here, on
+--workers local processes, or on the Dask cluster at --scheduler; the merged record is the
+same for any number of workers (apart from its wall time). Exit 0 when everything agrees,
+1 on a failure, 2 on bad input, 130 when interrupted (after writing the partial record).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ ORDER = 40
 DEFAULT_OUT = Path("out") / "fuzz" / "campaign.json"
 DEFAULT_FAILURES = Path("out") / "fuzz-failures"
 MAX_EXAMPLES = 100_000
+MAX_SHARDS = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"- for standard output)")
     parser.add_argument("--failures", default=str(DEFAULT_FAILURES), metavar="DIR",
                         help=f"where a failing case is saved (default {DEFAULT_FAILURES}/<hash>)")
+    parser.add_argument("--shards", type=int, default=None, metavar="K",
+                        help="split the campaign into K deterministic shards (default 8; the "
+                             "record depends on K, never on --workers)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="run the shards on N local processes (default 1: in this one)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the shards on a Dask cluster (e.g. tcp://host:8786)")
     parser.add_argument("--replay", type=Path, metavar="DIR",
                         help="replay a saved failing case (a directory with case.json)")
 
@@ -71,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.max_time is not None and not 0 < args.max_time < float("inf"):
         raise ValueError(f"--max-time must be a positive number of seconds, got {args.max_time}")
+    if args.shards is not None and not 1 <= args.shards <= MAX_SHARDS:
+        raise ValueError(f"--shards must be an integer from 1 to {MAX_SHARDS}, got {args.shards}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer, got {args.workers}")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("--workers and --scheduler: give one (a Dask cluster has its own "
+                         "workers)")
     if args.replay is not None:
         limit_threads()
         return _replay(args.replay)
@@ -82,12 +102,15 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from reference.fuzz import run_campaign, summary_line
+    from reference.fuzz import summary_line
+    from reference.fuzz_shards import DEFAULT_SHARDS, run_sharded
 
     with tqdm(total=args.examples, desc="fuzz", unit="case", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
-        record = run_campaign(args.examples, args.seed, progress=bar.update,
-                              failure_root=failures, max_seconds=args.max_time)
+        record = run_sharded(args.examples, args.seed, progress=bar.update,
+                             shards=args.shards or DEFAULT_SHARDS, workers=args.workers or 1,
+                             scheduler=args.scheduler, failure_root=failures,
+                             max_seconds=args.max_time)
     if out is not None:
         atomic_write(out, record.to_json() + "\n")
     if args.json or args.out == STDOUT:
