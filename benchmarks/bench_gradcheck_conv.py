@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def cnn(width: int) -> manual.Spec:
         "loss": {"type": "cross_entropy"}, "dtype": "float64", "seed": 0})
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
