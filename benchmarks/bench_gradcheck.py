@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import manual
+from manual.files import atomic_write
 from manual.gradcheck import check_network
 from manual.gradcheck.core import NOISE_ULPS
 from reports.experiments.gradcheck_cost import (
@@ -51,7 +52,6 @@ from reports.experiments.gradcheck_cost import (
     parameter_count,
     seed_loop,
 )
-from reports.files import atomic_write
 
 SIZES = ((16, 32), (24, 48), (32, 64), (48, 96), (64, 128))
 # A run writes under out/ (untracked); the report shows the latest run from there, else the

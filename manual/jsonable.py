@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,36 @@ def decode_numbers(value: Any) -> Any:
 def decode_float(value: Any) -> float:
     """One number as :func:`encode` wrote it (``"inf"`` and friends included), as a float."""
     return float(decode_numbers(value))
+
+
+def decode(tp: Any, value: Any) -> Any:
+    """``value`` (decoded JSON, as :func:`encode` wrote it) read back as type ``tp``, guided by
+    the type hints: dataclasses (fields left out keep their defaults), lists, tuples, dicts,
+    optionals, floats (``"inf"`` and friends included) and ``Any`` (numbers, nested lists of
+    numbers and anything else as it is)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: decode(hints[f.name], value[f.name])
+                     for f in dataclasses.fields(tp) if f.name in value})
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        return [decode(args[0], v) for v in value]
+    if origin is tuple:
+        return tuple(decode(args[0] if args[-1] is Ellipsis else a, v)
+                     for a, v in zip(args if args[-1] is not Ellipsis else [args[0]] * len(value),
+                                     value, strict=True))
+    if origin is dict:
+        return {k: decode(args[1], v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return decode(inner[0], value) if len(inner) == 1 else decode_numbers(value)
+    if tp is float:
+        return decode_float(value)
+    if tp is Any:
+        return decode_numbers(value)
+    return value
 
 
 def dumps(record: Any, indent: int | None = 2) -> str:

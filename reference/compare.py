@@ -126,7 +126,7 @@ def _edge_name(spec: Spec, node: Node, j: int) -> TensorName:
     return grad_name(spec, ref)
 
 
-def _first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str | None:
+def first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str | None:
     """Forward: the first node (in topological order) whose output or state differs; else
     the loss; else the first node, going backward, whose input-edge or parameter gradients
     differ. For a chain this is round 1's answer."""
@@ -218,7 +218,7 @@ def compare_network(
     reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
     return ComparisonRecord(
         subject=spec.name or "network", kind="network", dtype=spec.dtype, seed=spec.seed,
-        passed=all(t.passed for t in tensors), first_divergence=_first_divergence(spec, by_name),
+        passed=all(t.passed for t in tensors), first_divergence=first_divergence(spec, by_name),
         tolerance_reason="; ".join(sorted(reasons)), tensors=tensors, spec=spec.to_dict(),
     )
 

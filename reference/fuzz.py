@@ -26,11 +26,13 @@ import numpy as np
 
 import manual
 from manual.data import Data
+from manual.files import atomic_write
+from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
 from manual.spec import Spec
 from reference.compare import compare_network, compare_op
 from reference.conformance import run_protocol
-from reference.records import ComparisonRecord, decode_float, dumps
+from reference.records import ComparisonRecord, dumps
 from reference.rounding import rounding_excuse
 from reference.strategies import FuzzCase, OpFuzzCase
 
@@ -133,10 +135,10 @@ def save_case(case: FuzzCase, directory: Path) -> dict[str, Path]:
     data = {"x": case.data.x.tolist(), "y": case.data.y.tolist()}
     paths = {"spec": directory / "spec.json", "data": directory / "data.json",
              "case": directory / "case.json"}
-    paths["spec"].write_text(case.spec.to_json(indent=2) + "\n", encoding="utf-8")
-    paths["data"].write_text(json.dumps(data) + "\n", encoding="utf-8")
+    atomic_write(paths["spec"], case.spec.to_json(indent=2) + "\n")
+    atomic_write(paths["data"], json.dumps(data) + "\n")
     case_json = {"spec": case.spec.to_dict(), "data": data, "protocol": case.protocol}
-    paths["case"].write_text(json.dumps(case_json) + "\n", encoding="utf-8")
+    atomic_write(paths["case"], json.dumps(case_json) + "\n")
     return paths
 
 
@@ -239,14 +241,8 @@ class CampaignRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CampaignRecord:
-        raw = dict(raw)
-        raw["elapsed_seconds"] = float(raw["elapsed_seconds"])
-        raw["largest_error"] = {
-            op: {dt: OpError(e["cases"], decode_float(e["max_rel_error"]),
-                            decode_float(e["max_tolerance_ratio"]))
-                 for dt, e in by_dtype.items()} for op, by_dtype in raw["largest_error"].items()}
-        raw["failures"] = [CampaignFailure(**f) for f in raw["failures"]]
-        return cls(**raw)
+        decoded: CampaignRecord = decode(cls, raw)
+        return decoded
 
     @classmethod
     def from_json(cls, text: str) -> CampaignRecord:

@@ -39,7 +39,7 @@ from manual.layers.info import LayerInfo
 from manual.random import stream
 from manual.spec import Spec
 from reference import mirror
-from reference.compare import _first_divergence, compare_network, compare_runs, spec_tolerance
+from reference.compare import compare_network, compare_runs, first_divergence, spec_tolerance
 from reference.records import ComparisonRecord
 from reference.run import run_manual, run_torch
 
@@ -235,7 +235,7 @@ def compare_steps(case: SampleCase, modes: Sequence[bool], steps_data: Sequence[
         mine = run_manual(spec, data, dloss=ref.dloss, noise=noise, net=mine_net)
         state = mine.state
         compared = compare_runs(spec, mine, ref)
-        where = _first_divergence(spec, {t.name: t for t in compared})
+        where = first_divergence(spec, {t.name: t for t in compared})
         if divergence is None and where is not None:
             divergence = f"{label}: {where}"
         tensors += [dataclasses.replace(t, name=f"step {step}: {t.name}", step=step)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from manual.jsonable import decode_float, decode_numbers, dumps, encode
+from manual.jsonable import decode, decode_float, decode_numbers, dumps, encode
 
 __all__ = ["ComparisonRecord", "TensorComparison", "decode_float", "decode_numbers", "dumps",
            "encode"]
@@ -49,12 +49,8 @@ class TensorComparison:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
-        raw = dict(raw)
-        for key in ("max_abs_error", "max_rel_error", "tolerance_ratio"):
-            raw[key] = decode_float(raw[key])
-        for key in ("manual", "reference"):
-            raw[key] = decode_numbers(raw.get(key))
-        return cls(**raw)
+        decoded: TensorComparison = decode(cls, raw)
+        return decoded
 
 
 @dataclass
@@ -105,9 +101,8 @@ class ComparisonRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ComparisonRecord:
-        raw = dict(raw)
-        raw["tensors"] = [TensorComparison.from_dict(t) for t in raw["tensors"]]
-        return cls(**raw)
+        decoded: ComparisonRecord = decode(cls, raw)
+        return decoded
 
     @classmethod
     def from_json(cls, text: str) -> ComparisonRecord:

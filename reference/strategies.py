@@ -42,13 +42,12 @@ import manual
 from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
 from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 
-DTYPES = ("float32", "float64")
 # Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
 # stable formulas never take exp of a positive number, so 1e4 is safe in float64.
 EXTREME_LIMIT: Mapping[str, float] = {"float32": 80.0, "float64": 1e4}

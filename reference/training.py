@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 import manual
 from manual.clip import clip_grad_norm
 from manual.data import Data
+from manual.jsonable import decode
 from manual.numerics import Array
 from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES
@@ -41,7 +42,7 @@ from reference import mirror
 from reference.compare import compare_arrays
 from reference.datasets import Dataset
 from reference.lockstep import optimizer_info, schedule_info, torch_optimizer, torch_scheduler
-from reference.records import decode_float, decode_numbers, dumps
+from reference.records import dumps
 from reference.run import run_manual, run_torch
 
 _CLASS_LOSSES = ("cross_entropy", "nll")
@@ -94,14 +95,8 @@ class TrainingRecord:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingRecord:
-        raw = dict(raw)
-        for key in ("loss_manual", "loss_torch", "param_diff", "float64_diff"):
-            raw[key] = decode_numbers(raw.get(key))
-        for key in ("epochs", "rtol", "atol"):
-            raw[key] = decode_float(raw[key])
-        raw["accuracy"] = {e: {s: None if v is None else decode_float(v) for s, v in d.items()}
-                           for e, d in raw["accuracy"].items()}
-        return cls(**raw)
+        decoded: TrainingRecord = decode(cls, raw)
+        return decoded
 
     @classmethod
     def from_json(cls, text: str) -> TrainingRecord:

@@ -32,9 +32,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from manual.files import atomic_write, atomic_write_dir  # noqa: F401 - tests patch it here
 from reference.records import encode
 from reports import sections as sections_pkg
-from reports.files import atomic_write, atomic_write_dir  # noqa: F401 - tests patch it here
 from reports.sections import RunContext
 
 FORMAT = 1
@@ -301,7 +301,7 @@ def render(results: Mapping[str, Any], modules: Iterable[ModuleType] | None = No
 def write(out: Path, results: Mapping[str, Any],
           modules: Iterable[ModuleType] | None = None) -> list[str]:
     """Render first, then replace the folder holding ``results.json`` and ``index.html``
-    as one unit (:func:`reports.files.atomic_write_dir`).
+    as one unit (:func:`manual.files.atomic_write_dir`).
 
     The page is rendered from the JSON text as it will be written, so it shows
     exactly what ``results.json`` holds. Returns the sections that failed to render.

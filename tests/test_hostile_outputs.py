@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hostile import refused, run
 
-from reports import files
+from manual import files
 from reports.commands import experiment, fuzz
 from reports.commands import report as report_command
 

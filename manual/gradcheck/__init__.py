@@ -7,7 +7,8 @@ registered op alone. Each returns a :class:`GradcheckRecord` with one :class:`Te
 tensor.
 """
 
-from manual.gradcheck.core import DEFAULT_EPS, check_function
+from manual.gradcheck.core import DEFAULT_EPS
+from manual.gradcheck.modes import check_function
 from manual.gradcheck.network import NetworkEvaluator, check_network
 from manual.gradcheck.opcheck import check_op
 from manual.gradcheck.records import (

@@ -254,20 +254,3 @@ def straddles(plus: NDArray[Any], minus: NDArray[Any], points: tuple[float, ...]
         raise ValueError("straddles: no kink points given")
     return crossed
 
-
-def check_function(
-    f: Callable[[dict[str, Any]], Any], inputs: Mapping[str, Array], grads: Mapping[str, Array],
-    *, mode: str = "full", eps: float | None = None, seed: int = 0, k: int = 16,
-    batched: bool = False, kinks: KinkTest | None = None, scale: float | None = None,
-    subject: str = "function",
-) -> Any:
-    """Check ``grads`` (the analytic gradient of scalar ``f`` at ``inputs``) numerically.
-
-    ``f`` takes a dict of arrays; for ``mode="complex"`` it must accept complex arrays and be
-    analytic on the checked path. Returns a :class:`~manual.gradcheck.records.GradcheckRecord`.
-    """
-    from manual.gradcheck.modes import run_check
-
-    evaluator = FunctionEvaluator(f, inputs, grads, batched=batched, kinks=kinks, scale=scale)
-    return run_check(evaluator, mode=mode, eps=eps, seed=seed, k=k, subject=subject,
-                     source_dtype=str(np.result_type(*inputs.values())))

@@ -18,6 +18,7 @@ r"""The four ways to check an :class:`~manual.gradcheck.core.Evaluator`, and the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,10 @@ import numpy as np
 from manual.gradcheck.core import (
     DEFAULT_COMPLEX_EPS,
     DEFAULT_EPS,
+    Array,
     Evaluator,
+    FunctionEvaluator,
+    KinkTest,
     judge,
     noise_level,
     relative_errors,
@@ -187,3 +191,19 @@ def run_check(
         passed=all(t.passed for t in tensors), tensors=tensors, forwards=forwards, spec=spec,
         options=dict(options or {}),
     )
+
+
+def check_function(
+    f: Callable[[dict[str, Any]], Any], inputs: Mapping[str, Array], grads: Mapping[str, Array],
+    *, mode: str = "full", eps: float | None = None, seed: int = 0, k: int = 16,
+    batched: bool = False, kinks: KinkTest | None = None, scale: float | None = None,
+    subject: str = "function",
+) -> GradcheckRecord:
+    """Check ``grads`` (the analytic gradient of scalar ``f`` at ``inputs``) numerically.
+
+    ``f`` takes a dict of arrays; for ``mode="complex"`` it must accept complex arrays and be
+    analytic on the checked path. Returns a :class:`~manual.gradcheck.records.GradcheckRecord`.
+    """
+    evaluator = FunctionEvaluator(f, inputs, grads, batched=batched, kinks=kinks, scale=scale)
+    return run_check(evaluator, mode=mode, eps=eps, seed=seed, k=k, subject=subject,
+                     source_dtype=str(np.result_type(*inputs.values())))

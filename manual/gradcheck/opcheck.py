@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from manual.gradcheck import complex_ops
-from manual.gradcheck.core import Array, check_function, straddles
+from manual.gradcheck.core import Array, straddles
+from manual.gradcheck.modes import check_function
 from manual.gradcheck.records import GradcheckRecord
 from manual.registry import OPS, OpInfo
 

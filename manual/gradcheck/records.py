@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from manual.jsonable import decode_float, encode
+from manual.jsonable import decode, encode
 
 # Verdict bands on the relative error |a - n| / (|a| + |n|).
 GOOD = 1e-7
@@ -61,10 +61,8 @@ class TensorCheck:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TensorCheck:
-        raw = dict(raw)
-        for key in ("max_rel_error", "max_abs_error", "noise", "max_rel_error_kinked"):
-            raw[key] = decode_float(raw[key])
-        return cls(**raw)
+        decoded: TensorCheck = decode(cls, raw)
+        return decoded
 
 
 @dataclass
@@ -110,10 +108,8 @@ class GradcheckRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> GradcheckRecord:
-        raw = dict(raw)
-        raw["eps"] = decode_float(raw["eps"])
-        raw["tensors"] = [TensorCheck.from_dict(t) for t in raw["tensors"]]
-        return cls(**raw)
+        decoded: GradcheckRecord = decode(cls, raw)
+        return decoded
 
     @classmethod
     def from_json(cls, text: str) -> GradcheckRecord:

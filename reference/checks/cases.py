@@ -28,12 +28,12 @@ import numpy as np
 
 from manual.jsonable import encode
 from manual.random import stream
+from manual.spec import DTYPES
 
 VALUE_SPECIALS = ("kinks", "ties", "extreme")
 SHAPE_SPECIALS = ("batch1", "odd")
 SPECIALS = VALUE_SPECIALS + SHAPE_SPECIALS
 EXTREME = {"float64": 1e4, "float32": 80.0}
-DTYPES = ("float32", "float64")
 BATCH = "N"
 
 

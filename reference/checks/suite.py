@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck
 from reference.checks.sweep import LayerResult, check_layer, layer_check
@@ -31,7 +32,7 @@ class LayerCase:
 
     def cases(self, layer: LayerCheck | None = None) -> list[cs.Case]:
         layer = layer or self.layer()
-        return cs.expand(self.kwargs.get("sweep"), self.kwargs.get("dtypes", cs.DTYPES),
+        return cs.expand(self.kwargs.get("sweep"), self.kwargs.get("dtypes", DTYPES),
                          cs.special_names(self.kwargs.get("special", True)), layer.symbols)
 
     def parts(self, layer: LayerCheck | None = None) -> list[str]:

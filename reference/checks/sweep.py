@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from manual.jsonable import encode
+from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck, Skip
 from reference.records import ComparisonRecord
@@ -126,7 +127,7 @@ def run_cases(check: LayerCheck, cases: Iterable[cs.Case], keep_values: bool = T
 def check_layer(
     forward: Callable[..., Any], backward: Callable[..., Any], *, torch: Any,
     inputs: Mapping[str, cs.InputSpec], options: Mapping[str, Any] | None = None,
-    dtypes: Sequence[str] = cs.DTYPES, sweep: Mapping[str, Sequence[Any]] | None = None,
+    dtypes: Sequence[str] = DTYPES, sweep: Mapping[str, Sequence[Any]] | None = None,
     special: bool | str | Iterable[str] = True, seed: int = 0,
     state: Mapping[str, str] | None = None, steps: int = 1,
     then: Mapping[str, Any] | None = None, name: str | None = None,
@@ -206,7 +207,7 @@ def layer_cases(forward: Callable[..., Any], backward: Callable[..., Any], **kwa
     check = layer_check(forward, backward, **kwargs)
     sweep = dict(kwargs.get("sweep") or {})
     specials = cs.special_names(kwargs.get("special", True))
-    dtypes = tuple(kwargs.get("dtypes", cs.DTYPES))
+    dtypes = tuple(kwargs.get("dtypes", DTYPES))
     cs.expand(sweep, dtypes, (), check.symbols)  # validates the space
 
     @hst.composite

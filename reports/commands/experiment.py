@@ -57,9 +57,9 @@ def summary(record: object) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from manual.files import STDOUT, atomic_write, output_file
     from reference.records import dumps
     from reports.experiments import vanishing
-    from reports.files import STDOUT, atomic_write, output_file
     from reports.inputs import limit_threads
 
     if args.seed < 0:

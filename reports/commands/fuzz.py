@@ -61,7 +61,7 @@ def _replay(directory: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.files import STDOUT, atomic_write, output_file
+    from manual.files import STDOUT, atomic_write, output_file
     from reports.inputs import limit_threads
 
     if not 1 <= args.examples <= MAX_EXAMPLES:

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from manual.files import output_dir
     from reports import report
-    from reports.files import output_dir
     from reports.inputs import limit_threads
 
     if args.seed < 0:

@@ -129,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import manual
+    from manual.files import atomic_write
     from reference.datasets import load_dataset
     from reference.training import train_lockstep
-    from reports.files import atomic_write
 
     spec = manual.load_spec(args.spec)
     if args.seed < 0:

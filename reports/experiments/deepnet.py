@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 import manual
-from manual.layers import LAYERS
 from manual.registry import ACTIVATIONS
 from reports.experiments import meanfield
 
 Progress = Callable[[int], None]
+BLOCKS = ("plain", "batch_norm", "residual")
 RESOLVED = 2e-3  # nats/layer: how well two quadrature rules must agree on the theory slope
 
 
@@ -60,6 +60,10 @@ class Setting:
     independently of the initializer so that a mis-scaled initializer is caught.
     ``input_var`` is the inputs' variance, or ``"q_star"`` to put
     :math:`q_1 = \\sigma_w^2 \\operatorname{Var}[x] + \\sigma_b^2` at the fixed point.
+    ``block`` is what each of the ``depth`` blocks is (:data:`BLOCKS`): ``plain``
+    (``linear -> activation``, the chain mean-field theory describes), ``batch_norm``
+    (``linear -> batch_norm -> activation``, train mode) or ``residual``
+    (``add(activation(linear(x)), x)``, a graph spec).
     """
 
     name: str
@@ -71,6 +75,12 @@ class Setting:
     input_var: float | str = 1.0
     options: Mapping[str, Any] = field(default_factory=dict)
     size: Size = Size()
+    block: str = "plain"
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCKS:
+            raise ValueError(f"{self.name}: block must be one of {', '.join(BLOCKS)}, "
+                             f"got {self.block!r}")
 
 
 @dataclass
@@ -87,12 +97,41 @@ class LayerStats:
 
 @dataclass
 class Trace:
-    """What one engine produced on one seed, per layer: h, a, delta and dL/dW."""
+    """What one engine produced on one seed, per block: h, a, delta, dL/dW and dL/d(out).
+
+    ``delta`` is :math:`\\partial L/\\partial h` at the activation's input, ``grad_out``
+    :math:`\\partial L/\\partial` the block's output (what the next block reads; ``a``
+    itself unless the block adds a skip).
+    """
 
     h: list[np.ndarray]
     a: list[np.ndarray]
     delta: list[np.ndarray]
     grad_weight: list[np.ndarray]
+    grad_out: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BlockNodes:
+    """Which nodes of the spec one block's trace reads, named by the builder.
+
+    ``linear`` is the affine node whose weight gradient is :math:`\\partial L/\\partial
+    W_l`; ``h`` the activation's input (the pre-activation: the linear's output, or the
+    batch norm's); ``a`` the activation; ``out`` the block's output.
+    """
+
+    linear: str
+    h: str
+    a: str
+    out: str
+
+
+@dataclass(frozen=True)
+class Built:
+    """A setting's spec and, per block, the nodes its trace reads."""
+
+    spec: manual.Spec
+    blocks: tuple[BlockNodes, ...]
 
 
 @dataclass
@@ -145,17 +184,46 @@ def input_variance(setting: Setting) -> float:
     return (q_star - setting.sigma_b**2) / setting.sigma_w**2
 
 
-def build_spec(setting: Setting, seed: int) -> manual.Spec:
-    """The spec both engines build: ``depth`` x (linear with ``init`` -> activation)."""
+def build(setting: Setting, seed: int) -> Built:
+    """The spec both engines build, ``depth`` blocks of :attr:`Setting.block`, and each
+    block's nodes.
+
+    ``plain`` and ``batch_norm`` are chains (nodes ``layers.0 ...``, as round 1);
+    ``residual`` is a graph: block ``i`` is ``fc{i}`` (linear), ``act{i}`` and
+    ``skip{i} = add(act{i}, <block i-1's output>)``, the first reading ``input``.
+    """
     s = setting.size
     init = {k: dict(v) for k, v in (("weight", setting.weight), ("bias", setting.bias))
             if v is not None}
     linear = {"type": "linear", "out_features": s.width, **({"init": init} if init else {})}
     act = {"type": setting.activation, **setting.options}
-    return manual.parse_spec({
-        "name": setting.name, "input_shape": [s.width], "layers": [linear, act] * s.depth,
-        "loss": {"type": "mse"}, "dtype": "float64", "seed": seed,
-    })
+    common = {"name": setting.name, "loss": {"type": "mse"}, "dtype": "float64", "seed": seed}
+    if setting.block == "residual":
+        nodes: list[dict[str, Any]] = []
+        blocks = []
+        previous = "input"
+        for i in range(s.depth):
+            nodes += [{"name": f"fc{i}", "inputs": [previous], **linear},
+                      {"name": f"act{i}", "inputs": [f"fc{i}"], **act},
+                      {"name": f"skip{i}", "type": "add", "inputs": [f"act{i}", previous]}]
+            blocks.append(BlockNodes(linear=f"fc{i}", h=f"fc{i}", a=f"act{i}", out=f"skip{i}"))
+            previous = f"skip{i}"
+        spec = manual.parse_spec({"inputs": {"input": {"shape": [s.width]}}, "nodes": nodes,
+                                  "output": previous, **common})
+        return Built(spec, tuple(blocks))
+    layers = [linear, {"type": "batch_norm"}, act] \
+        if setting.block == "batch_norm" else [linear, act]
+    k = len(layers)
+    spec = manual.parse_spec({"input_shape": [s.width], "layers": layers * s.depth, **common})
+    names = [node.name for node in spec.nodes]
+    return Built(spec, tuple(BlockNodes(linear=names[k * i], h=names[k * i + k - 2],
+                                        a=names[k * i + k - 1], out=names[k * i + k - 1])
+                             for i in range(s.depth)))
+
+
+def build_spec(setting: Setting, seed: int) -> manual.Spec:
+    """The spec of :func:`build`."""
+    return build(setting, seed).spec
 
 
 def draw_data(setting: Setting, seed: int, var: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,38 +234,36 @@ def draw_data(setting: Setting, seed: int, var: float) -> tuple[np.ndarray, np.n
     return x, projection
 
 
-def _split(spec: manual.Spec, per_node: Mapping[str, np.ndarray]
-           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-node arrays split into the affine layers' and the activations' (by structure)."""
-    affine = [per_node[n.name] for n in spec.nodes if LAYERS[n.type].structure == "affine"]
-    others = [per_node[n.name] for n in spec.nodes if LAYERS[n.type].structure != "affine"]
-    return affine, others
+def _trace(blocks: tuple[BlockNodes, ...], values: Mapping[str, np.ndarray],
+           grads: Mapping[str, np.ndarray], param_grads: Mapping[str, np.ndarray]) -> Trace:
+    """Each block's arrays, by the node names its builder recorded."""
+    return Trace(h=[values[b.h] for b in blocks], a=[values[b.a] for b in blocks],
+                 delta=[grads[b.h] for b in blocks],
+                 grad_weight=[param_grads[f"{b.linear}.weight"] for b in blocks],
+                 grad_out=[grads[b.out] for b in blocks])
 
 
-def run_manual(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray,
+def run_manual(built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
                projection: np.ndarray, clip: float | None = None) -> Trace:
     r"""The manual engine: forward, then backward from :math:`\partial L/\partial a_L = P`."""
     from manual.clip import clip_grad_norm
 
-    net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+    net = manual.build(built.spec, {k: v.copy() for k, v in params.items()})
     net.forward(x.copy())
     net.backward_from(projection.copy())
     if clip is not None:
         clip_grad_norm(net.named_grads(), clip)
-    grads = net.named_grads()
-    h, a = _split(spec, net.values)
-    delta, _ = _split(spec, net.grad_at)
-    return Trace(h=h, a=a, delta=delta,
-                 grad_weight=[v for k, v in grads.items() if k.endswith(".weight")])
+    return _trace(built.blocks, net.values, net.grad_at, net.named_grads())
 
 
-def run_torch(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray,
+def run_torch(built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
               projection: np.ndarray, clip: float | None = None) -> Trace:
     """PyTorch autograd on the same spec, parameters, inputs and projection."""
     import torch
 
     from reference import mirror
 
+    spec = built.spec
     net = mirror.build(spec, params)
     values, _ = net({spec.inputs[0].name: torch.from_numpy(x.copy())})
     for value in values.values():
@@ -206,12 +272,9 @@ def run_torch(spec: manual.Spec, params: Mapping[str, np.ndarray], x: np.ndarray
     (values[spec.output] * torch.from_numpy(projection)).sum().backward()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    h, a = _split(spec, {k: v.detach().numpy() for k, v in values.items()})
-    delta, _ = _split(spec, {k: np.asarray(v.grad) for k, v in values.items()
-                             if v.grad is not None})
-    weights = [np.asarray(p.grad) for name, p in net.named_slots("params").items()
-               if name.endswith(".weight")]
-    return Trace(h=h, a=a, delta=delta, grad_weight=weights)
+    return _trace(built.blocks, {k: v.detach().numpy() for k, v in values.items()},
+                  {k: np.asarray(v.grad) for k, v in values.items() if v.grad is not None},
+                  {k: np.asarray(p.grad) for k, p in net.named_slots("params").items()})
 
 
 ENGINES: Mapping[str, Callable[..., Trace]] = {"manual": run_manual, "torch": run_torch}
@@ -250,10 +313,11 @@ def _relative(m: np.ndarray, r: np.ndarray) -> float:
 
 
 def trace_diff(m: Trace, r: Trace) -> list[float]:
-    """Per layer, the largest relative difference among h, a, delta and dL/dW."""
+    """Per block, the largest relative difference among h, a, delta, dL/dW and dL/d(out)."""
     return [max(_relative(*pair) for pair in zip(ms, rs, strict=True))
-            for ms, rs in zip(zip(m.h, m.a, m.delta, m.grad_weight, strict=True),
-                              zip(r.h, r.a, r.delta, r.grad_weight, strict=True), strict=True)]
+            for ms, rs in zip(zip(m.h, m.a, m.delta, m.grad_weight, m.grad_out, strict=True),
+                              zip(r.h, r.a, r.delta, r.grad_weight, r.grad_out, strict=True),
+                              strict=True)]
 
 
 def _log(value: float) -> float:
@@ -272,10 +336,10 @@ def run_setting(setting: Setting, seed: int = 0, engines: tuple[str, ...] = ("ma
     diffs: list[list[float]] = []
     seed_slopes = []
     for k in range(s.seeds):
-        spec = build_spec(setting, seed + k)
-        params = manual.initial_parameters(spec)
+        built = build(setting, seed + k)
+        params = manual.initial_parameters(built.spec)
         x, projection = draw_data(setting, seed + k, var)
-        traces = {e: ENGINES[e](spec, params, x, projection) for e in engines}
+        traces = {e: ENGINES[e](built, params, x, projection) for e in engines}
         for e in engines:
             stats[e].append(_stats(traces[e], setting.activation))
         if len(engines) > 1:

@@ -22,11 +22,8 @@ Built on :mod:`reports.experiments.deepnet` (the runs) and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
-import types
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +32,7 @@ import numpy as np
 
 import manual
 from manual import init as initializers
+from manual.jsonable import decode
 from reports.experiments import meanfield
 from reports.experiments.deepnet import (
     ENGINES,
@@ -43,7 +41,7 @@ from reports.experiments.deepnet import (
     SettingRecord,
     Size,
     _no_progress,
-    build_spec,
+    build,
     draw_data,
     input_variance,
     run_setting,
@@ -123,8 +121,9 @@ class Remedy:
     """One of the seed's cures: a baseline network against a treated one.
 
     ``clip`` (a ``max_norm``) clips the treated network's gradients after backward, in
-    each engine with its own ``clip_grad_norm``. A new remedy (batch normalization,
-    residual connections) is one more entry in :func:`remedies`.
+    each engine with its own ``clip_grad_norm``. A structural remedy changes the treated
+    setting's :attr:`~reports.experiments.deepnet.Setting.block` (``batch_norm``,
+    ``residual``) and keeps its activation, init, width and depth.
     """
 
     name: str
@@ -145,7 +144,17 @@ def remedies(size: Size) -> list[Remedy]:
                g("relu", "normal 0.01"), g("relu", "kaiming")),
         Remedy("gradient clipping (max_norm=1)", "gradient clipping",
                g("relu", "normal 1"), g("relu", "normal 1"), clip=1.0),
+        Remedy("batch norm after each linear", "batch normalization (train mode)",
+               g("sigmoid", "xavier"), with_block(g("sigmoid", "xavier"), "batch_norm")),
+        Remedy("residual connections", "skip connections: add(φ(linear(h)), h)",
+               g("sigmoid", "xavier"), with_block(g("sigmoid", "xavier"), "residual")),
     ]
+
+
+def with_block(setting: Setting, block: str) -> Setting:
+    """``setting`` with every block made ``block`` (same activation, init and size)."""
+    label = {"batch_norm": "+ batch norm", "residual": "+ residual"}[block]
+    return dataclasses.replace(setting, name=f"{setting.name} {label}", block=block)
 
 
 def partial_grid(size: Size) -> Callable[[str, str], Setting]:
@@ -167,7 +176,8 @@ class RemedyRecord:
     so the ratio does not see a naive init. ``delta_ratio`` (RMS of
     :math:`\partial L/\partial h_1` over that of :math:`\partial L/\partial h_L`) and
     ``grad_scale`` (geometric mean of :math:`\lVert\partial L/\partial W_l\rVert`) are
-    recorded beside it.
+    recorded beside it, and ``out_grad_ratio``, the RMS of :math:`\partial L/\partial` the
+    first block's output over that of the last's (the gradient in a residual stream).
     """
 
     name: str
@@ -181,6 +191,7 @@ class RemedyRecord:
     delta_ratio: dict[str, dict[str, float]]
     grad_scale: dict[str, dict[str, float]]
     max_engine_diff: float
+    out_grad_ratio: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def run_remedy(remedy: Remedy, seed: int = 0, engines: tuple[str, ...] = ("manual", "torch"),
@@ -191,17 +202,17 @@ def run_remedy(remedy: Remedy, seed: int = 0, engines: tuple[str, ...] = ("manua
     def empty() -> dict[str, dict[str, list[float]]]:
         return {"baseline": {e: [] for e in engines}, "treated": {e: [] for e in engines}}
 
-    logs, deltas, scale_logs = empty(), empty(), empty()
+    logs, deltas, scale_logs, outs = empty(), empty(), empty(), empty()
     scales: dict[str, list[float]] = {e: [] for e in engines}
     worst = 0.0
     for k in range(remedy.baseline.size.seeds):
         norms: dict[str, dict[str, np.ndarray]] = {}
         for which, setting, clip in (("baseline", remedy.baseline, None),
                                      ("treated", remedy.treated, remedy.clip)):
-            spec = build_spec(setting, seed + k)
-            params = manual.initial_parameters(spec)
+            built = build(setting, seed + k)
+            params = manual.initial_parameters(built.spec)
             x, projection = draw_data(setting, seed + k, input_variance(setting))
-            traces = {e: ENGINES[e](spec, params, x, projection, clip) for e in engines}
+            traces = {e: ENGINES[e](built, params, x, projection, clip) for e in engines}
             if len(engines) > 1:
                 worst = max(worst, *trace_diff(traces[engines[0]], traces[engines[1]]))
             norms[which] = {e: np.array([np.linalg.norm(g) for g in traces[e].grad_weight])
@@ -212,6 +223,9 @@ def run_remedy(remedy: Remedy, seed: int = 0, engines: tuple[str, ...] = ("manua
                 delta = traces[e].delta
                 deltas[which][e].append(0.5 * _log_ratio(np.mean(delta[0] ** 2),
                                                          np.mean(delta[-1] ** 2)))
+                out = traces[e].grad_out
+                outs[which][e].append(0.5 * _log_ratio(np.mean(out[0] ** 2),
+                                                       np.mean(out[-1] ** 2)))
                 with np.errstate(divide="ignore"):
                     scale_logs[which][e].append(float(np.mean(np.log(n))))
             progress(1)
@@ -232,7 +246,7 @@ def run_remedy(remedy: Remedy, seed: int = 0, engines: tuple[str, ...] = ("manua
         layer_scale=({e: [float(np.min(v)), float(np.max(v))] for e, v in scales.items()}
                      if remedy.clip is not None else None),
         delta_ratio=geometric(deltas), grad_scale=geometric(scale_logs),
-        max_engine_diff=worst,
+        max_engine_diff=worst, out_grad_ratio=geometric(outs),
     )
 
 
@@ -411,28 +425,7 @@ def _run(profile: str, p: Profile, seed: int, progress: Callable[[int], Any]
     )
 
 
-def _decode(tp: Any, value: Any) -> Any:
-    """``value`` (decoded JSON) as type ``tp``: dataclasses, lists, dicts, optionals, floats."""
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _decode(hints[f.name], value[f.name])
-                     for f in dataclasses.fields(tp) if f.name in value})
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is list:
-        return [_decode(args[0], v) for v in value]
-    if origin is dict:
-        return {k: _decode(args[1], v) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        (inner, *rest) = [a for a in args if a is not type(None)]
-        return _decode(inner, value) if not rest else value
-    if tp is float:
-        return float(value)  # "nan", "inf" and "-inf" included
-    return value
-
-
 def record_from_json(text: str) -> ExperimentRecord:
     """Read back what :func:`reference.records.dumps` wrote for an :class:`ExperimentRecord`."""
-    record: ExperimentRecord = _decode(ExperimentRecord, json.loads(text))
+    record: ExperimentRecord = decode(ExperimentRecord, json.loads(text))
     return record
