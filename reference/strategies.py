@@ -43,6 +43,7 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
+from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
 from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
@@ -404,9 +405,11 @@ def fuzz_cases(
     One case in eight is a graph with skip connections and concatenations
     (:func:`reference.graph_strategies.graphs`), and one in eight a registry layer inside a
     network (:func:`reference.layer_graphs.layer_graphs`: conv, pooling, norms, dropout,
-    embedding, recurrent cells, attention, ...); ``include`` naming a graph op or such a
-    layer focuses every case on it. ``graphs_too=False`` draws chains only (for checks that
-    take a chain, such as the comparison with ``torch.autograd.gradcheck``).
+    embedding, recurrent cells, attention, ...), and one in eight a composed conv net
+    (:func:`reference.conv_graphs.conv_nets`); ``include`` naming a graph op or such a
+    layer focuses every case on it (a conv or pool layer: half of them in conv nets).
+    ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
+    comparison with ``torch.autograd.gradcheck``).
     """
     from reference.conformance import PROTOCOLS
 
@@ -415,7 +418,9 @@ def fuzz_cases(
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
-    if layers or shape == 1:
+    if shape == 2 or (bool(set(layers) & set(CONV_NET_LAYERS)) and draw(st.booleans())):
+        spec, data = draw(conv_nets(dtypes=dtypes, include=layers))
+    elif layers or shape == 1:
         spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))
     elif wanted or shape == 0:
         spec = draw(graphs(include=wanted, dtypes=dtypes))

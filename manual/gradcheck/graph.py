@@ -64,6 +64,8 @@ class GraphEvaluator(Analytic):
             np.sum(np.abs(np.asarray(net.values[k]) * g)) for k, g in net.grad_at.items()
             if k in net.values and np.shape(net.values[k]) == np.shape(g)))
         self.multiply_adds = 0
+        # Each node's switches (LayerInfo.switches) at the unperturbed point, made when needed.
+        self.switches: dict[str, Array] = {}
 
     # -- the Evaluator protocol -------------------------------------------------------------
 
@@ -108,7 +110,7 @@ class GraphEvaluator(Analytic):
             if node.name == owner and name not in self.inputs:
                 params[name.rpartition(".")[2]] = value
             args = tuple(values[ref] for ref in node.inputs)
-            hit |= self._crosses(info, node.options, args, node.inputs)
+            hit = hit or self._crosses(node, info, args)
             state = {k: self.state[f"{node.name}.{k}"] for k in node.signature.state}
             noise = {k: self.noise[f"{node.name}.{k}"] for k in node.signature.noise}
             y, _, _ = info.forward(args, params, state, noise, training=self.training,
@@ -120,16 +122,38 @@ class GraphEvaluator(Analytic):
                 y = y[0]
             values[node.name] = y
         loss_op = LOSSES[self.spec.loss.type]
-        loss, _ = loss_op.forward(values[self.spec.output], self.y, **self.spec.loss.options)
-        return float(np.sum(self.dloss * loss)), hit
+        out = values[self.spec.output]
+        loss, _ = loss_op.forward(out, self.y, **self.spec.loss.options)
+        return float(np.sum(self.dloss * loss)), hit or self._loss_crosses(loss_op, out)
 
-    def _crosses(self, info: Any, options: Mapping[str, Any], args: tuple[Array, ...],
-                 refs: tuple[str, ...]) -> bool:
-        """Whether an activation's input moved across one of its kinks."""
+    def _crosses(self, node: Any, info: Any, args: tuple[Array, ...]) -> bool:
+        """Whether the perturbed inputs ``args`` of ``node`` took another branch than the
+        unperturbed ones: a changed ``switches`` (a max pool's winner), or an activation's
+        input moved across one of its kinks."""
+        if info.switches is not None:
+            if node.name not in self.switches:
+                base = tuple(self.base[ref] for ref in node.inputs)
+                self.switches[node.name] = info.switches(base, node.options)
+            return bool(np.any(info.switches(args, node.options) != self.switches[node.name]))
         if info.op is None:
             return False
-        kinks = tuple(info.op.kinks(options))
+        return _straddles(self.base[node.inputs[0]], args[0], tuple(info.op.kinks(node.options)))
+
+    def _loss_crosses(self, loss_op: Any, out: Array) -> bool:
+        """Whether the loss's input (less the target, for a regression loss) crossed a kink
+        (``l1`` at 0, ``huber`` at ``delta``)."""
+        kinks = tuple(loss_op.kinks(self.spec.loss.options))
         if not kinks:
             return False
-        before, after = np.asarray(self.base[refs[0]]), np.asarray(args[0])
-        return any(bool(np.any(np.sign(before - k) != np.sign(after - k))) for k in kinks)
+        before = np.asarray(self.base[self.spec.output])
+        if "real" in loss_op.targets:
+            target = np.reshape(self.y, before.shape)
+            return _straddles(before - target, np.asarray(out) - target, kinks)
+        return _straddles(before, out, kinks)
+
+
+def _straddles(before: Array, after: Array, kinks: tuple[float, ...]) -> bool:
+    """Whether some element lies on different sides of a kink point before and after (touching
+    the point counts; resting on it does not)."""
+    before, after = np.asarray(before), np.asarray(after)
+    return any(bool(np.any(np.sign(before - k) != np.sign(after - k))) for k in kinks)

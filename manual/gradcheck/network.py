@@ -316,8 +316,11 @@ class NetworkEvaluator(Analytic):
 
 def fast_path(spec: Spec) -> bool:
     """Whether the batched rank-one evaluator applies: a chain of affine, elementwise or
-    row-wise layers on rows of features."""
-    return spec.chain and len(spec.input_shape) == 1 and all(
+    row-wise layers on rows of features, under a loss whose mean divides by the element count
+    (a class ``weight`` or an ``ignore_index`` divides by the kept targets' weights instead,
+    which the general evaluator gets from the loss itself)."""
+    return spec.chain and len(spec.input_shape) == 1 and not (
+        {"weight", "ignore_index"} & set(spec.loss.options)) and all(
         LAYERS[node.type].structure in ("affine", "elementwise", "rowwise")
         and len(node.shape) == 1 for node in spec.nodes)
 

@@ -89,6 +89,7 @@ Forward = Callable[..., tuple[Any, Any, dict[str, Array]]]
 Backward = Callable[[Array, Any], tuple[tuple[Array | None, ...], dict[str, Array]]]
 SignatureFn = Callable[[Mapping[str, Any], tuple[Shape, ...]], Signature]
 Samples = Callable[[np.random.Generator, str], Iterator[Sample]]
+Switches = Callable[[tuple[Array, ...], Mapping[str, Any]], Array]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class LayerInfo:
     interact (batch norm in train mode). ``input_kind`` is ``"index"`` for layers that read
     integer inputs (embedding). An activation's entry points at its ``op``, which keeps its
     domain, kinks, variants, tolerances and complex-step flag.
+
+    ``switches(inputs, options)`` (optional) names the branch the forward takes at each output
+    position (max pooling: the winning offset of each window). A perturbation that changes any
+    of them crossed a kink: the gradient check reports it as a kink instead of judging it.
     """
 
     name: str
@@ -115,6 +120,7 @@ class LayerInfo:
     input_kind: Literal["real", "index"] = "real"
     samples: Samples | None = None
     op: OpInfo | None = None
+    switches: Switches | None = None
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
 
     def tolerance(self, dtype: str, stage: str = "forward") -> Tolerance:

@@ -50,6 +50,15 @@ def _max_backward(dy: Array, cache: pooling.MaxPoolCache) -> tuple[tuple[Array, 
     return (pooling.max_pool_backward(dy, cache),), {}
 
 
+def _max_switches(inputs: tuple[Array, ...], options: Mapping[str, Any]) -> Array:
+    """Which offset of each window wins (PyTorch's tie rule): where it changes, a tie or a
+    near-tie was crossed and the maximum's derivative jumps."""
+    _, cache = pooling.max_pool_forward(inputs[0], options["kernel_size"], options.get("stride"),
+                                        options.get("padding", 0), options.get("dilation", 1),
+                                        options.get("ceil_mode", False))
+    return cache.argmax
+
+
 def _avg_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
                  training: bool, **options: Any) -> tuple[Any, Any, dict]:
     y, cache = pooling.avg_pool_forward(inputs[0], options["kernel_size"],
@@ -153,15 +162,17 @@ _AVG1D_OPTIONS = {"kernel_size": Given(required=True), "stride": Given(None),
 
 
 def _pool(name: str, n_dims: int, forward: Any, backward: Any, options: Mapping[str, Any],
-          grid: Grid, integer: bool) -> LayerInfo:
+          grid: Grid, integer: bool, switches: Any = None) -> LayerInfo:
     return LayerInfo(name=name, forward=forward, backward=backward, torch=B + "pool",
                      options=options, signature=partial(_pool_signature, n_dims),
-                     samples=partial(grid_samples, grid, integer))
+                     samples=partial(grid_samples, grid, integer), switches=switches)
 
 
 POOLING_LAYERS = (
-    _pool("max_pool1d", 1, _max_forward, _max_backward, _MAX_OPTIONS, MAX_POOL1D_GRID, True),
-    _pool("max_pool2d", 2, _max_forward, _max_backward, _MAX_OPTIONS, MAX_POOL2D_GRID, True),
+    _pool("max_pool1d", 1, _max_forward, _max_backward, _MAX_OPTIONS, MAX_POOL1D_GRID, True,
+          _max_switches),
+    _pool("max_pool2d", 2, _max_forward, _max_backward, _MAX_OPTIONS, MAX_POOL2D_GRID, True,
+          _max_switches),
     _pool("avg_pool1d", 1, _avg_forward, _avg_backward, _AVG1D_OPTIONS, AVG_POOL1D_GRID,
           False),
     _pool("avg_pool2d", 2, _avg_forward, _avg_backward,
