@@ -207,7 +207,9 @@ class Check:
 
 @dataclass(frozen=True)
 class Series:
-    """One setting's curves ``norms[engine][t]`` = mean over the batch of ‖x̄_t‖, and rates."""
+    """One setting's curves ``norms[engine][t]`` = mean over the batch of ‖x̄_t‖, the fitted
+    rates, the prediction, ``log_error[engine]`` = ln(rate / predicted) and ``span[engine]`` =
+    ‖x̄_0‖ / ‖x̄_{T-1}‖ (the whole sequence's shrinking or growth)."""
 
     layer: str
     setting: str
@@ -215,6 +217,8 @@ class Series:
     norms: dict[str, list[float]]
     rate: dict[str, float]
     predicted: float
+    log_error: dict[str, float]
+    span: dict[str, float]
     engine_diff: float
 
 
@@ -298,7 +302,8 @@ def _series(layer: str, parameter: float, size: Size, seed: int) -> tuple[Series
                                 worst - 1.0, 1e-12, worst <= 1.0 + 1e-12))
     series = Series(layer, setting, parameter, {e: [float(v) for v in n]
                                                 for e, n in norms.items()},
-                    rates, predicted, diff)
+                    rates, predicted, {e: math.log(r / predicted) for e, r in rates.items()},
+                    {e: float(n[0] / n[-1]) for e, n in norms.items()}, diff)
     return series, checks
 
 
