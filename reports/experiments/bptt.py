@@ -23,6 +23,7 @@ is what lets the gate keep the gradient (``forget_bias``).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -347,7 +348,7 @@ def run_experiment(profile: str = "quick", seed: int = 0) -> BpttRecord:
             rows.append(series)
             record.checks += checks
         rates = [min(r.rate.values()) for r in rows]
-        steps = min(b - a for a, b in zip(rates, rates[1:], strict=False))
+        steps = min(b - a for a, b in itertools.pairwise(rates))
         record.gated += rows
         record.checks.append(Check(layer, f"keep bias {', '.join(map(str, KEEP_BIASES))}",
                                    "smallest rise of the rate", "both", steps, 0.0, steps, 0.0,
