@@ -284,7 +284,7 @@ def _series(layer: str, parameter: float, size: Size, seed: int) -> tuple[Series
     per_sample = {e: np.linalg.norm(_backprop(mode, params, x, u, e).dx, axis=-1)
                   for e in ENGINES}
     norms = {e: v.mean(axis=0) for e, v in per_sample.items()}
-    rates = {e: decay_rate(n) for e, n in norms.items()}
+    rates: dict[str, float] = {e: decay_rate(n) for e, n in norms.items()}
     predicted = predicted_rate(mode, params, x)
     diff = _relative(per_sample["manual"], per_sample["torch"])
     setting = f"ρ = {parameter:g}" if rnn else f"{layer}, keep bias {parameter:g}"
