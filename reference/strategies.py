@@ -43,6 +43,7 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
+from reference import sequence_graphs
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
 from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
@@ -415,7 +416,9 @@ def fuzz_cases(
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
-    if layers or shape == 1:
+    if shape == 2 or sequence_graphs.focused(include) and draw(st.booleans()):
+        spec, data = draw(sequence_graphs.sequence_graphs(dtypes=dtypes, include=include))
+    elif layers or shape == 1:
         spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))
     elif wanted or shape == 0:
         spec = draw(graphs(include=wanted, dtypes=dtypes))
