@@ -7,7 +7,8 @@
   ``rnn`` (tanh or relu), ``lstm`` or ``gru`` (1-2 layers, with or without bias), then
   ``select`` of one time step (the last, or any) or ``flatten``, then a ``linear`` head;
 - a **pre-norm transformer block** of random sizes: ``layer_norm`` → ``multi_head_attention``
-  (self-attention, one value as query, key and value) → ``add`` → ``layer_norm`` → ``linear``
+  (self-attention, one value as query, key and value; half the time with a boolean
+  ``key_padding_mask`` as a further input) → ``add`` → ``layer_norm`` → ``linear``
   → ``gelu`` → ``linear`` → ``add`` → ``select`` or ``flatten`` → ``linear``.
 
 Sequences run from length 1, batches from 1; the loss is ``cross_entropy`` or ``mse``.
@@ -73,10 +74,18 @@ def _recurrent(draw: st.DrawFn, cell: str, length: int) -> tuple[dict[str, Any],
 def _transformer(draw: st.DrawFn, length: int) -> tuple[dict[str, Any], list]:
     heads = draw(st.integers(1, 2))
     embed = heads * draw(st.integers(1, 3))
+    inputs: dict[str, Any] = {"x": {"shape": [length, embed]}}
+    attention: dict[str, Any] = {"name": "attn", "type": "multi_head_attention",
+                                 "inputs": ["ln1"] * 3, "embed_dim": embed, "num_heads": heads,
+                                 "bias": draw(st.booleans())}
+    if draw(st.booleans()):  # padded keys, True = ignored (never every key: see _padding)
+        # Boolean only: PyTorch backpropagates into a float (additive) mask input, where the
+        # manual engine gives masks no gradient; a one-node graph's sample covers additive.
+        inputs["padding"] = {"shape": [length]}
+        attention["inputs"].append("padding")
+        attention["key_padding_mask"] = "boolean"
     nodes: list[dict[str, Any]] = [
-        {"name": "ln1", "type": "layer_norm", "inputs": ["x"]},
-        {"name": "attn", "type": "multi_head_attention", "inputs": ["ln1"] * 3,
-         "embed_dim": embed, "num_heads": heads, "bias": draw(st.booleans())},
+        {"name": "ln1", "type": "layer_norm", "inputs": ["x"]}, attention,
         {"name": "res1", "type": "add", "inputs": ["attn.output", "x"]},
         {"name": "ln2", "type": "layer_norm", "inputs": ["res1"]},
         {"name": "ff1", "type": "linear", "inputs": ["ln2"],
@@ -85,7 +94,15 @@ def _transformer(draw: st.DrawFn, length: int) -> tuple[dict[str, Any], list]:
         {"name": "ff2", "type": "linear", "inputs": ["act"], "out_features": embed},
         {"name": "res2", "type": "add", "inputs": ["ff2", "res1"]}]
     _head(draw, nodes, "res2", length)
-    return {"x": {"shape": [length, embed]}}, nodes
+    return inputs, nodes
+
+
+def _padding(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean key padding mask (as 0/1) that leaves each sample's first key visible: a
+    query whose keys are all blanked is NaN in both engines (a layer sample covers that)."""
+    ignored = rng.random(shape) < 0.4
+    ignored[:, 0] = False
+    return ignored.astype(float)
 
 
 @st.composite
@@ -106,12 +123,11 @@ def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = ("float32", "f
         "seed": draw(st.integers(0, 2**16))})
     n = draw(st.integers(1, max_batch))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if "tokens" in inputs:
-        vocab = nodes[0]["num_embeddings"]
-        x = rng.integers(0, vocab, (n, *spec.input_shape))
-    else:
-        x = rng.standard_normal((n, *spec.input_shape))
+    x: np.ndarray = rng.integers(0, nodes[0]["num_embeddings"], (n, *spec.input_shape)) \
+        if "tokens" in inputs else rng.standard_normal((n, *spec.input_shape))
     classes = spec.output_shape[0]
     y = rng.integers(0, classes, n) if loss == "cross_entropy" else \
         rng.standard_normal((n, classes))
-    return spec, manual.make_data(spec, x, y)
+    others = {"padding": _padding(rng, (n, length))} \
+        if "padding" in inputs else None
+    return spec, manual.make_data(spec, x, y, others)

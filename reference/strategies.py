@@ -416,7 +416,7 @@ def fuzz_cases(
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
-    if shape == 2 or sequence_graphs.focused(include) and draw(st.booleans()):
+    if shape == 2 or (sequence_graphs.focused(include) and draw(st.booleans())):
         spec, data = draw(sequence_graphs.sequence_graphs(dtypes=dtypes, include=include))
     elif layers or shape == 1:
         spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))

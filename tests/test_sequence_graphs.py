@@ -46,7 +46,7 @@ def test_every_drawn_model_has_the_issue_s_shape(case) -> None:
     assert types[-1] == "linear" and types[-2] in ("select", "flatten")
     if spec.name == "sequence transformer":
         assert types[:8] == TRANSFORMER
-        assert spec.nodes[1].inputs == ("ln1",) * 3
+        assert spec.nodes[1].inputs[:3] == ("ln1",) * 3  # [, padding]
     else:
         cell = spec.name.removeprefix("sequence ")
         assert cell in CELLS and cell in types and types.index(cell) in (0, 1)
@@ -67,6 +67,7 @@ def test_fuzz_cases_draws_them_unfocused_and_focused() -> None:
 @pytest.mark.parametrize(("mutant", "layer"), [
     ("lstm_cell_gradient_without_forget", "lstm"), ("gru_reset_before_product", "gru"),
     ("bptt_not_accumulated", "rnn"), ("attention_softmax_wrong_axis", "multi_head_attention"),
+    ("attention_mask_after_softmax", "multi_head_attention"),
     ("attention_scale_missing_in_backward", "multi_head_attention")])
 def test_a_zoo_mutant_dies_in_a_sequence_model(mutant: str, layer: str) -> None:
     strategy = st.tuples(sequence_graphs(include=(layer,)), st.just("single")).map(
