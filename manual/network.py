@@ -114,6 +114,8 @@ class Network:
         if name in grads:  # the first output read as "<node>"
             first = grads[name]
             grads[keys[0]] = first if keys[0] not in grads else grads[keys[0]] + first
+        if keys[0] in grads:  # "<node>" and "<node>.<first>" are one value: one gradient
+            grads[name] = grads[keys[0]]
         if not any(key in grads for key in keys):
             return None
         return tuple(grads[key] if key in grads else np.zeros_like(self.values[key])

@@ -151,7 +151,9 @@ def first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str
         own = [TensorName("backward", node.name, k) for k in node.signature.params]
         if any(failed(name) for name in [*edges, *own]):
             return f"backward: {node.name} ({node.type})"
-    return None
+    # A gradient no edge reads (a node's own output, where its consumers read a named
+    # output) still names the engines' parting, by its tensor.
+    return next((name for name, tensor in by_name.items() if not tensor.passed), None)
 
 
 def run_tensors(spec: Spec, run: Run) -> dict[str, tuple[TensorName | str, Any, str]]:

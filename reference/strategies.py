@@ -43,6 +43,7 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
+from reference import sequence_graphs
 from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
@@ -405,9 +406,11 @@ def fuzz_cases(
     One case in eight is a graph with skip connections and concatenations
     (:func:`reference.graph_strategies.graphs`), and one in eight a registry layer inside a
     network (:func:`reference.layer_graphs.layer_graphs`: conv, pooling, norms, dropout,
-    embedding, recurrent cells, attention, ...), and one in eight a composed conv net
-    (:func:`reference.conv_graphs.conv_nets`); ``include`` naming a graph op or such a
-    layer focuses every case on it (a conv or pool layer: half of them in conv nets).
+    embedding, recurrent cells, attention, ...), one in eight a composed conv net
+    (:func:`reference.conv_graphs.conv_nets`) and one in eight a sequence model or
+    transformer block (:mod:`reference.sequence_graphs`); ``include`` naming a graph op or
+    such a layer focuses every case on it (a conv or pool layer, or a recurrent or attention
+    layer: half of them in composed nets).
     ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
     comparison with ``torch.autograd.gradcheck``).
     """
@@ -420,6 +423,8 @@ def fuzz_cases(
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
     if shape == 2 or (bool(set(layers) & set(CONV_NET_LAYERS)) and draw(st.booleans())):
         spec, data = draw(conv_nets(dtypes=dtypes, include=layers))
+    elif shape == 3 or (sequence_graphs.focused(include) and draw(st.booleans())):
+        spec, data = draw(sequence_graphs.sequence_graphs(dtypes=dtypes, include=include))
     elif layers or shape == 1:
         spec, data = draw(layer_graphs(dtypes=dtypes, layers=layers or None))
     elif wanted or shape == 0:

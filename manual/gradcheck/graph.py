@@ -60,6 +60,8 @@ class GraphEvaluator(Analytic):
                     else np.array(grad, dtype=np.float64)
         self.inputs = inputs
         self.names = list(self.grads)
+        self.slots = {f"{node.name}.{k}": (node.name, k) for node in spec.nodes
+                      for k in node.signature.params}
         self.scale = float(np.sum(np.abs(self.dloss * loss)) + sum(
             np.sum(np.abs(np.asarray(net.values[k]) * g)) for k, g in net.grad_at.items()
             if k in net.values and np.shape(net.values[k]) == np.shape(g)))
@@ -96,7 +98,9 @@ class GraphEvaluator(Analytic):
     def _loss(self, name: str, value: Array) -> tuple[float, bool]:
         """The loss with tensor ``name`` set to ``value``, and whether a kink was crossed."""
         values = dict(self.base)
-        owner = name if name in self.inputs else name.rpartition(".")[0]
+        # Parameter names may hold dots themselves (``attn.out_proj.weight``): look the
+        # owner and slot up rather than splitting the name.
+        owner, slot = (name, "") if name in self.inputs else self.slots[name]
         dirty = {owner}
         if name in self.inputs:
             values[name] = value
@@ -108,7 +112,7 @@ class GraphEvaluator(Analytic):
             info = LAYERS[node.type]
             params = {k: self.params[f"{node.name}.{k}"] for k in node.signature.params}
             if node.name == owner and name not in self.inputs:
-                params[name.rpartition(".")[2]] = value
+                params[slot] = value
             args = tuple(values[ref] for ref in node.inputs)
             hit = hit or self._crosses(node, info, args)
             state = {k: self.state[f"{node.name}.{k}"] for k in node.signature.state}
