@@ -205,6 +205,7 @@ class _LocalPool:
     """A spawn-context process pool whose workers ignore SIGINT and run one thread each."""
 
     def __init__(self, workers: int) -> None:
+        self.others = {p.pid for p in multiprocessing.active_children()}  # not this pool's
         self.executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_local_worker)
@@ -228,12 +229,16 @@ class _LocalPool:
             if terminate is not None:
                 terminate()
                 return
-            processes = list((getattr(self.executor, "_processes", None) or {}).values())
+            # End this pool's worker processes until none is left: the executor may still
+            # start one for a task queued before the cancel.
             self.executor.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join()
+            while mine := [p for p in multiprocessing.active_children()
+                           if p.pid not in self.others]:
+                for process in mine:
+                    process.terminate()
+                for process in mine:
+                    process.join()
+            self.executor.shutdown(wait=True)
             return
         self.executor.shutdown(wait=True, cancel_futures=True)
 
