@@ -61,9 +61,12 @@ def compare_arrays(
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error = np.where(np.isnan(error), np.inf, error)
-        relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        # No error is no error, even where the reference is NaN (equal_nan) or nothing is
+        # allowed (atol = rtol = 0): 0/0 there would fail an exact match.
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative = np.where(np.isnan(relative), np.inf, relative)
-        ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
+        allowed = atol + rtol * np.abs(np.where(np.isfinite(w), w, 0))
+        ratio = np.where(error == 0, 0.0, error / allowed)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     if not equal_nan and both_nan.any():
         at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
