@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -273,7 +274,7 @@ def test_spec_tolerance_is_the_loosest_override_component_by_component(
 def test_every_registered_override_has_a_reason_and_is_not_a_blanket_loosening() -> None:
     """An override names why; none is looser than 1e-3 (that would hide real derivative bugs,
     which miss by 1e-2 and more)."""
-    entries = [*OPS.values(), *LAYERS.values()]
+    entries: list[Any] = [*OPS.values(), *LAYERS.values()]
     for entry in entries:
         for dtype in ("float32", "float64"):
             for stage in ("forward", "backward"):
