@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,9 +251,9 @@ def test_a_default_init_scaled_by_fan_out_fails_the_nn_linear_check() -> None:
 def test_each_node_draws_from_its_own_stream() -> None:
     """Two layers of one shape draw different weights; inserting a layer does not redraw the
     parameters of the layers before it (those after it are renamed, so they draw anew)."""
-    raw = {"input_shape": [5], "loss": {"type": "mse"}, "seed": 9,
-           "layers": [{"type": "linear", "out_features": 5}, {"type": "tanh"},
-                      {"type": "linear", "out_features": 5}]}
+    raw: dict[str, Any] = {"input_shape": [5], "loss": {"type": "mse"}, "seed": 9,
+                           "layers": [{"type": "linear", "out_features": 5}, {"type": "tanh"},
+                                      {"type": "linear", "out_features": 5}]}
     params = manual.initial_parameters(manual.parse_spec(raw))
     assert not np.array_equal(params["layers.0.weight"], params["layers.2.weight"])
     other_seed = manual.initial_parameters(manual.parse_spec({**raw, "seed": 10}))
@@ -297,7 +298,7 @@ def test_spec_init_of_weight_only_keeps_default_bias() -> None:
 def test_both_engines_get_the_same_initialized_weights() -> None:
     spec = _spec({"weight": {"type": "orthogonal", "gain": 2.0}, "bias": {"type": "zeros"}})
     params = manual.initial_parameters(spec)
-    net = mirror.build(spec)
+    net: Any = mirror.build(spec)
     assert_array_equal(net.layers[0].weight.detach().numpy(), params["layers.0.weight"])
     assert_array_equal(net.layers[0].bias.detach().numpy(), params["layers.0.bias"])
 
