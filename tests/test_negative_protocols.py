@@ -163,3 +163,35 @@ def test_check_layer_refuses_a_weight_gradient_off_by_a_small_factor(
     for record in result.records:
         if not record.passed:
             assert record.first_divergence == "backward: w"
+
+
+# ---- whole runs: every tensor is judged, the lockstep training refuses a small drift -----
+
+def test_a_tensor_missing_from_the_manual_run_fails() -> None:
+    from reference.compare import compare_runs
+    from reference.run import run_manual, run_torch
+
+    spec = network_spec("tanh", "mse", "float64")
+    data = network_data(spec)
+    ref = run_torch(spec, data)
+    mine = run_manual(spec, data, dloss=ref.dloss)
+    assert all(t.passed for t in compare_runs(spec, mine, ref))
+    del mine.param_grads["layers.2.bias"]
+    mine.values.pop("layers.1")
+    failed = {t.name: t.problem for t in compare_runs(spec, mine, ref) if not t.passed}
+    assert set(failed) == {"backward: layers.2.bias", "forward: layers.1"}
+    assert all(problem.startswith("shape () != reference") for problem in failed.values())
+
+
+def test_lockstep_training_refuses_a_step_off_by_a_relative_1e_minus_6() -> None:
+    """Training holds float64 to the default 1e-7 (backprop's own rounding accumulates over
+    steps); a drift of 1e-6 per step is refused at the first step."""
+    from reference.datasets import load_dataset
+    from reference.matrix import mlp_spec
+    from reference.training import train_lockstep
+
+    data = load_dataset("iris")
+    spec = mlp_spec([4, 8, 3], "tanh", "cross_entropy", "float64", seed=1)
+    assert train_lockstep(spec, data, OPTIMIZERS["adam"], {"lr": 1e-2}, steps=3).passed
+    record = train_lockstep(spec, data, _nudged("adam", 1e-6), {"lr": 1e-2}, steps=3)
+    assert not record.passed and record.first_divergence_step == 1
