@@ -192,7 +192,6 @@ def test_lockstep_training_refuses_a_step_off_by_a_relative_1e_minus_6() -> None
 
     data = load_dataset("iris")
     spec = mlp_spec([4, 8, 3], "tanh", "cross_entropy", "float64", seed=1)
-    assert train_lockstep(spec, data, OPTIMIZERS["adam"], {"lr": 1e-2}, steps=3).passed
-    record = train_lockstep(spec, data, _nudged("adam", 1e-6),  # type: ignore[arg-type]
-                            {"lr": 1e-2}, steps=3)
+    assert train_lockstep(spec, data, "adam", {"lr": 1e-2}, steps=3).passed
+    record = train_lockstep(spec, data, _nudged("adam", 1e-6), {"lr": 1e-2}, steps=3)
     assert not record.passed and record.first_divergence_step == 1
