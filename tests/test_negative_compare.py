@@ -250,6 +250,18 @@ def test_a_stage_override_beats_the_dtype_override_and_neither_leaks_to_other_dt
     assert op.tolerance("float64", "backward") == DEFAULT_TOLERANCES["float64"]
 
 
+def test_a_layers_stage_override_beats_its_dtype_override_and_its_ops() -> None:
+    op = dataclasses.replace(OPS["tanh"], tolerances={"float32": Tolerance(1e-5, 1e-5, "op")})
+    layer = dataclasses.replace(LAYERS["tanh"], op=op, tolerances={
+        "float32": Tolerance(1e-4, 1e-4, "layer, both stages"),
+        "float32:backward": Tolerance(1e-3, 1e-3, "layer, backward")})
+    assert layer.tolerance("float32", "backward").reason == "layer, backward"
+    assert layer.tolerance("float32", "forward").reason == "layer, both stages"
+    assert dataclasses.replace(layer, tolerances={}).tolerance("float32", "forward").reason \
+        == "op"
+    assert layer.tolerance("float64", "backward") == DEFAULT_TOLERANCES["float64"]
+
+
 def test_spec_tolerance_is_the_loosest_override_component_by_component(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """linear allows (rtol 1e-4, atol 1e-6), tanh (1e-6, 1e-3): the spec allows (1e-4, 1e-3)
