@@ -19,7 +19,7 @@ from hypothesis import settings
 
 from manual.gradcheck import check_network
 from reference import zoo
-from reference.compare import compare_network
+from reference.compare import compare_network, compare_op
 from reference.conformance import check_single
 from reference.fuzz import run_case
 from reference.matrix import mlp_spec, network_data, network_spec
@@ -122,3 +122,13 @@ def test_bce_eps_hides_inside_float32_and_dies_in_float64() -> None:
     assert record.first_divergence == "backward: loss (bce)"
     worst = max(t.max_rel_error for t in record.failures)
     assert 1e-7 < worst < 1e-4  # far below what a wrong derivative gives
+
+
+def test_none_keepdims_alone_is_a_shape_verdict_not_a_crash() -> None:
+    """compare_op draws the upstream gradient in PyTorch's shape, so a wrong-shaped output is
+    judged (shape) rather than crashing torch's backward."""
+    with SURVIVORS["loss_none_keepdims"].inject():
+        record = compare_op("cross_entropy", "float64", {"reduction": "none"})
+    assert not record.passed
+    assert record.tensor("forward: output").problem == "shape (6, 1) != reference (6,)"
+    assert record.tensor("backward: input").passed
