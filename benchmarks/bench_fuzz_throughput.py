@@ -134,7 +134,8 @@ def where_time_goes(cases: list[hst.FuzzCase]) -> list[tuple[str, float]]:
                 cumulative[file, name] = max(cumulative.get((file, name), 0.0), cumtime)
     # run_torch lends (builds) the mirror itself: count that time once, under the build.
     cumulative["reference/run.py", "run_torch"] = cumulative.get(
-        ("reference/run.py", "run_torch"), 0.0) - cumulative.get(("reference/mirror.py", "lend"), 0.0)
+        ("reference/run.py", "run_torch"), 0.0) - cumulative.get(
+        ("reference/mirror.py", "lend"), 0.0)
     rows = [(label, cumulative.get((file, name), 0.0) / total) for label, file, name in PARTS]
     rows.append(("rest (dloss, records, glue)", 1 - sum(share for _, share in rows)))
     return rows

@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 import manual
 from manual.data import Data
+from manual.layers.info import Signature
 from manual.spec import Spec
 from reference import mirror
 from reference.compare import compare_network
@@ -146,3 +149,17 @@ def test_pool_is_bounded() -> None:
         assert net.graph_nodes[0].in_features == width
     big = mlp_spec([3, 4, 5, 6, 7], "relu", "mse")  # 7 nodes: more than the pool holds
     assert len(pool.modules(big)) == len(big.nodes)
+
+
+def test_reset_restores_what_no_slot_sets() -> None:
+    """A module whose tensors the spec does not all name (here a batch norm whose signature
+    names none of them) gets them back as built, and loses its gradients."""
+    module = nn.BatchNorm1d(3, momentum=None, dtype=torch.float64)
+    entry = mirror._Pooled(module, Signature(shape=(3,)), info=None)
+    built = {k: v.clone() for k, v in module.state_dict().items()}
+    module(torch.from_numpy(np.random.default_rng(0).standard_normal((4, 3)))).sum().backward()
+    assert module.weight.grad is not None and int(module.num_batches_tracked) == 1
+    entry.reset()
+    assert module.weight.grad is None
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, built[key]), key
