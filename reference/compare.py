@@ -104,11 +104,20 @@ def compare_arrays(
 Comparand = tuple["str | TensorName", Any, Any, Tolerance]
 
 
-def _first_in_segments(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _first_in_segments(flags: np.ndarray, starts: np.ndarray) -> list[int]:
     """The offset, within each segment, of its first true flag (every segment has one)."""
     positions = np.flatnonzero(flags)
     found = np.minimum(np.searchsorted(positions, starts), len(positions) - 1)
-    return positions[found] - starts
+    return (positions[found] - starts).tolist()  # type: ignore[no-any-return]
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """``np.unravel_index(flat, shape)`` as a list of ints, for one index."""
+    index = []
+    for extent in reversed(shape):
+        flat, i = divmod(flat, extent)
+        index.append(i)
+    return index[::-1]
 
 
 def compare_all(items: Sequence[Comparand], keep_values: bool = True, *,
@@ -123,32 +132,45 @@ def compare_all(items: Sequence[Comparand], keep_values: bool = True, *,
     holds them equal on hostile inputs); the other pairs go to it directly.
     """
     out: list[TensorComparison | None] = [None] * len(items)
-    batch: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray, Tolerance]] = []
+    batch: list[tuple[int, dict[str, Any], tuple[int, ...], int]] = []
+    gots, wants, atols, rtols = [], [], [], []
     for i, (name, got, want, tolerance) in enumerate(items):
         got, want = np.asarray(got), np.asarray(want)
         if (got.shape != want.shape or got.dtype != want.dtype or want.size == 0
                 or want.dtype.kind not in "biuf"):
             out[i] = compare_arrays(name, got, want, tolerance, keep_values,
                                     equal_nan=equal_nan)
-        else:
-            batch.append((i, _fields(name, got, want, tolerance, keep_values), got, want,
-                          tolerance))
+            continue
+        batch.append((i, _fields(name, got, want, tolerance, keep_values), want.shape,
+                      want.size))
+        gots.append(got.reshape(-1))
+        wants.append(want.reshape(-1))
+        atols.append(tolerance.atol)
+        rtols.append(tolerance.rtol)
     if batch:
-        for i, record in zip([b[0] for b in batch], _compare_batch(batch, equal_nan),
-                             strict=True):
-            out[i] = record
+        flat = (np.concatenate(gots, dtype=np.float64, casting="unsafe"),
+                np.concatenate(wants, dtype=np.float64, casting="unsafe"))
+        for (i, base, shape, size), errors in zip(
+                batch, _batch_errors(flat, [b[3] for b in batch], atols, rtols, equal_nan),
+                strict=True):
+            abs_max, rel_max, ratio_max, worst, bad, nan_count, nan_at = errors
+            problem = _both_nan_problem(nan_count, size, _unravel(nan_at, shape)) \
+                if nan_count else ""
+            out[i] = TensorComparison(
+                max_abs_error=abs_max, max_rel_error=rel_max, tolerance_ratio=ratio_max,
+                worst_index=_unravel(worst, shape), passed=ratio_max <= 1.0, problem=problem,
+                mismatched=bad, **base)
     return out  # type: ignore[return-value]
 
 
-def _compare_batch(batch: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray, Tolerance]],
-                   equal_nan: bool) -> list[TensorComparison]:
-    sizes = np.fromiter((b[3].size for b in batch), dtype=np.intp, count=len(batch))
-    starts = np.zeros(len(batch), dtype=np.intp)
+def _batch_errors(flat: tuple[np.ndarray, np.ndarray], segment_sizes: list[int],
+                  atols: list[float], rtols: list[float], equal_nan: bool) -> Any:
+    """Per segment: max abs error, max rel error, max ratio, the ratio's first argmax,
+    elements over tolerance, NaN-in-both count and the first of them."""
+    g, w = flat
+    sizes = np.array(segment_sizes)
+    starts = np.zeros(len(sizes), dtype=np.intp)
     np.cumsum(sizes[:-1], out=starts[1:])
-    g = np.concatenate([b[2].reshape(-1) for b in batch], dtype=np.float64, casting="unsafe")
-    w = np.concatenate([b[3].reshape(-1) for b in batch], dtype=np.float64, casting="unsafe")
-    atol = np.repeat(np.fromiter((b[4].atol for b in batch), np.float64, len(batch)), sizes)
-    rtol = np.repeat(np.fromiter((b[4].rtol for b in batch), np.float64, len(batch)), sizes)
     # The same element-wise arithmetic as compare_arrays, so the same bits.
     both_nan = np.isnan(g) & np.isnan(w)
     same = (g == w) | both_nan if equal_nan else g == w
@@ -157,31 +179,22 @@ def _compare_batch(batch: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray
         error[np.isnan(error)] = np.inf
         relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
         relative[np.isnan(relative)] = np.inf
-        ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
+        bound = np.repeat(np.array(atols), sizes) + np.repeat(np.array(rtols), sizes) * np.abs(
+            np.where(np.isfinite(w), w, 0))
+        ratio = error / bound
     worst_ratio = np.maximum.reduceat(ratio, starts)
     # np.argmax's element: the first one equal to the maximum, or the first NaN.
     worst = ratio == np.repeat(worst_ratio, sizes)
     nan_worst = np.isnan(worst_ratio)
     if nan_worst.any():
         worst |= np.isnan(ratio) & np.repeat(nan_worst, sizes)
-    worst_at = _first_in_segments(worst, starts).tolist()
-    mismatched = np.add.reduceat(ratio > 1.0, starts, dtype=np.intp).tolist()
-    nans = np.add.reduceat(both_nan, starts, dtype=np.intp).tolist() if not equal_nan \
-        and both_nan.any() else [0] * len(batch)
-    first_nan = _first_in_segments(both_nan, starts).tolist() if any(nans) else nans
-    records = []
-    for (_, base, _, want, _), abs_max, rel_max, ratio_max, at, bad, nan_count, nan_at in zip(
-            batch, np.maximum.reduceat(error, starts).tolist(),
-            np.maximum.reduceat(relative, starts).tolist(), worst_ratio.tolist(), worst_at,
-            mismatched, nans, first_nan, strict=True):
-        shape = want.shape
-        problem = _both_nan_problem(nan_count, want.size, [
-            int(i) for i in np.unravel_index(nan_at, shape)]) if nan_count else ""
-        records.append(TensorComparison(
-            max_abs_error=abs_max, max_rel_error=rel_max, tolerance_ratio=ratio_max,
-            worst_index=[int(i) for i in np.unravel_index(at, shape)],
-            passed=ratio_max <= 1.0, problem=problem, mismatched=bad, **base))
-    return records
+    nans = np.add.reduceat(both_nan, starts, dtype=np.intp).tolist() \
+        if not equal_nan and both_nan.any() else [0] * len(sizes)
+    return zip(np.maximum.reduceat(error, starts).tolist(),
+               np.maximum.reduceat(relative, starts).tolist(), worst_ratio.tolist(),
+               _first_in_segments(worst, starts),
+               np.add.reduceat(ratio > 1.0, starts, dtype=np.intp).tolist(), nans,
+               _first_in_segments(both_nan, starts) if any(nans) else nans, strict=True)
 
 
 def cast_options(options: Mapping[str, Any], dtype: str) -> dict[str, Any]:
