@@ -23,15 +23,22 @@ hostage to the other processes' load.
 3. **The ci fuzz run**: wall time of ``pytest -m fuzz tests/test_fuzz.py`` under the
    ``ci`` profile (skip with ``--no-pytest``).
 
+Garbage collection: the process holds ~300k objects after importing torch and Hypothesis,
+and every full collection rescans them (0.3-0.5 s on this machine), landing at random in a
+pass; so the script collects and freezes that heap (``gc.freeze``) once the cases are drawn,
+and prints the collector's time during each pass apart.
+
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_fuzz_throughput.py [--cases N]
-[--no-pytest]``. Say whether OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE were set when quoting a
-figure (the script prints them); for these tiny matrices the per-call overhead dominates.
+[--no-pytest] [--no-campaign]``. Say whether OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE were set
+when quoting a figure (the script prints them); for these tiny matrices the per-call
+overhead dominates.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import subprocess
@@ -84,19 +91,40 @@ def draw_cases(n: int, graphs_too: bool = True) -> list[hst.FuzzCase]:
     return cases[:n]
 
 
-def differential(cases: list[hst.FuzzCase]) -> tuple[float, float]:
-    """(cases per wall second, CPU milliseconds per case) of one pass over ``cases``, the
+class GcClock:
+    """Seconds the garbage collector ran since :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self.seconds, self._start = 0.0, 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+
+
+GC = GcClock()
+
+
+def differential(cases: list[hst.FuzzCase]) -> tuple[float, float, float]:
+    """(cases per wall second, CPU ms a case, GC ms a case) of one pass over ``cases``, the
     torch module pool emptied first (no case finds its own modules from an earlier pass)."""
-    mirror.clear_pool()
+    getattr(mirror, "clear_pool", lambda: None)()  # absent before the pool existed
+    GC.reset()
     start, cpu = time.perf_counter(), time.process_time()
     with np.errstate(all="ignore"):
         for case in cases:
             compare_network(case.spec, case.data, keep_values=False)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return len(cases) / wall, 1000 * cpu / len(cases)
+    return len(cases) / wall, 1000 * cpu / len(cases), 1000 * GC.seconds / len(cases)
 
 
-def torch_alone(cases: list[hst.FuzzCase]) -> tuple[float, float]:
+def torch_alone(cases: list[hst.FuzzCase]) -> tuple[float, float, float]:
     """PyTorch's own forward, loss and backward of each case on modules built beforehand
     (inputs converted beforehand too): the floor of a case's torch share."""
     prepared = []
@@ -105,17 +133,18 @@ def torch_alone(cases: list[hst.FuzzCase]) -> tuple[float, float]:
         feed = {k: torch.from_numpy(v.copy()).requires_grad_(True)
                 for k, v in case.data.feed(case.spec).items()}
         prepared.append((net, feed, torch.from_numpy(case.data.y)))
+    GC.reset()
     start, cpu = time.perf_counter(), time.process_time()
     for net, feed, y in prepared:
         values, _ = net(feed)
         loss = net.loss_fn(values[net.spec.output], y, **net.loss_options)
         loss.backward(torch.ones_like(loss))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return len(cases) / wall, 1000 * cpu / len(cases)
+    return len(cases) / wall, 1000 * cpu / len(cases), 1000 * GC.seconds / len(cases)
 
 
 def where_time_goes(cases: list[hst.FuzzCase]) -> list[tuple[str, float]]:
-    mirror.clear_pool()
+    getattr(mirror, "clear_pool", lambda: None)()
     profile = cProfile.Profile()
     profile.enable()
     with np.errstate(all="ignore"):
@@ -152,9 +181,11 @@ def ci_fuzz_seconds() -> float:
 
 def _twice(label: str, run: Any, cases: list[hst.FuzzCase]) -> None:
     figures = [run(cases), run(cases)]
-    rates = ", ".join(f"{rate:.0f}" for rate, _ in figures)
-    cpu = ", ".join(f"{ms:.2f}" for _, ms in figures)
-    print(f"  {label}: {rates} cases/s; {cpu} ms CPU a case ({len(cases)} cases)")
+    rates = ", ".join(f"{rate:.0f}" for rate, _, _ in figures)
+    cpu = ", ".join(f"{ms:.3f}" for _, ms, _ in figures)
+    collector = ", ".join(f"{ms:.3f}" for _, _, ms in figures)
+    print(f"  {label}: {rates} cases/s; {cpu} ms CPU a case, of which GC {collector} "
+          f"({len(cases)} cases)")
 
 
 def main() -> None:
@@ -171,6 +202,8 @@ def main() -> None:
         mixed = draw_cases(args.cases)
         graphs = [case for case in mixed if not case.spec.chain]
         differential(mlp[:20] + graphs[:20])  # warm up imports and torch's dispatcher
+        gc.collect()
+        gc.freeze()
         depth = np.mean([c.hidden_layers + 1 for c in mlp])
         print(f"differential (build + both engines + comparison, per case; MLP chains: mean "
               f"{depth:.1f} linear layers):")
@@ -182,12 +215,14 @@ def main() -> None:
         for name, share in where_time_goes(mlp):
             print(f"  {share:6.1%}  {name}")
         if not args.no_campaign:
-            start, cpu = time.perf_counter(), time.process_time()
-            record = run_campaign(args.cases, seed=0, strategy=hst.fuzz_cases(**SMALL))
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-            print(f"campaign (Hypothesis generation + every protocol): "
-                  f"{record.cases / elapsed:.0f} cases/s; "
-                  f"{1000 * cpu / record.cases:.2f} ms CPU a case")
+            for _ in range(2):
+                GC.reset()
+                start, cpu = time.perf_counter(), time.process_time()
+                record = run_campaign(args.cases, seed=0, strategy=hst.fuzz_cases(**SMALL))
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+                print(f"campaign (Hypothesis generation + every protocol): "
+                      f"{record.cases / elapsed:.0f} cases/s; {1000 * cpu / record.cases:.2f} "
+                      f"ms CPU a case, of which GC {1000 * GC.seconds / record.cases:.3f}")
     if not args.no_pytest:
         print(f"ci fuzz run (pytest -m fuzz tests/test_fuzz.py, HYPOTHESIS_PROFILE=ci): "
               f"{ci_fuzz_seconds():.1f} s")

@@ -64,10 +64,13 @@ class TorchGraph(nn.Module):
                     for name, slot in getattr(node.signature, kind).items():
                         target = attribute(module, slot.torch or name)
                         target.copy_(torch.from_numpy(np.asarray(values[f"{node.name}.{name}"])))
-        self.loss_fn = torch_callable(LOSSES[spec.loss.type])
+        loss = LOSSES[spec.loss.type]
+        if getattr(self, "loss_op", None) is not loss:
+            self.loss_op, self.loss_fn = loss, torch_callable(loss)
         self.loss_options = dict(spec.loss.options)
         training = spec.mode == "train"
-        if any(m.training != training for m in self.modules()):
+        # train() sets a node module's whole tree at once, so its root's flag speaks for it
+        if self.training != training or any(m.training != training for m in self.graph_nodes):
             self.train(training)
         self.shared = spec.shared()
 
@@ -181,7 +184,7 @@ class ModulePool:
     modules. Holds at most ``capacity`` node modules and ``graphs`` graphs, dropping those
     least recently used."""
 
-    def __init__(self, capacity: int = 256, graphs: int = 64) -> None:
+    def __init__(self, capacity: int = 512, graphs: int = 128) -> None:
         self.capacity, self.graph_capacity = capacity, graphs
         self._entries: OrderedDict[Hashable, list[_Pooled]] = OrderedDict()
         self._graphs: OrderedDict[Hashable, tuple[TorchGraph, list[_Pooled]]] = OrderedDict()
