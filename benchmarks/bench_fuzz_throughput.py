@@ -179,13 +179,14 @@ def ci_fuzz_seconds() -> float:
     return time.perf_counter() - start
 
 
-def _twice(label: str, run: Any, cases: list[hst.FuzzCase]) -> None:
+def _twice(label: str, run: Any, cases: list[hst.FuzzCase]) -> list[tuple[float, float, float]]:
     figures = [run(cases), run(cases)]
     rates = ", ".join(f"{rate:.0f}" for rate, _, _ in figures)
     cpu = ", ".join(f"{ms:.3f}" for _, ms, _ in figures)
     collector = ", ".join(f"{ms:.3f}" for _, _, ms in figures)
     print(f"  {label}: {rates} cases/s; {cpu} ms CPU a case, of which GC {collector} "
           f"({len(cases)} cases)")
+    return figures
 
 
 def main() -> None:
@@ -207,10 +208,14 @@ def main() -> None:
         depth = np.mean([c.hidden_layers + 1 for c in mlp])
         print(f"differential (build + both engines + comparison, per case; MLP chains: mean "
               f"{depth:.1f} linear layers):")
-        _twice("MLP chains", differential, mlp)
+        chains = _twice("MLP chains", differential, mlp)
         _twice("graphs", differential, graphs)
         _twice("default mix", differential, mixed)
-        _twice("torch alone, MLP chains (fwd + bwd on prebuilt modules)", torch_alone, mlp)
+        floor = _twice("torch alone, MLP chains (fwd + bwd on prebuilt modules)", torch_alone,
+                       mlp)
+        ratio = min(ms for _, ms, _ in chains) / min(ms for _, ms, _ in floor)
+        print(f"  an MLP case costs {ratio:.1f} x torch's own forward + backward (CPU time, "
+              f"best of two each)")
         print("where the MLP chains' time goes (cProfile):")
         for name, share in where_time_goes(mlp):
             print(f"  {share:6.1%}  {name}")
