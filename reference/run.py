@@ -77,8 +77,8 @@ def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = N
     if dloss is None:
         dloss = default_dloss(spec, np.shape(loss))
     net.backward(dloss)
-    grad_at = {name: net.grad_at.get(name, _zeros_like(value)) for name, value in
-               net.values.items()}
+    grad_at = {name: net.grad_at[name] if name in net.grad_at else _zeros_like(value)
+               for name, value in net.values.items()}
     shared = spec.shared()
     # An edge into a node that does not lead to the loss carries no gradient: zeros, as
     # PyTorch's (never-set) .grad reads.
