@@ -108,7 +108,7 @@ def _first_in_segments(flags: np.ndarray, starts: np.ndarray) -> list[int]:
     """The offset, within each segment, of its first true flag (every segment has one)."""
     positions = np.flatnonzero(flags)
     found = np.minimum(np.searchsorted(positions, starts), len(positions) - 1)
-    return (positions[found] - starts).tolist()  # type: ignore[no-any-return]
+    return (positions[found] - starts).tolist()
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
