@@ -180,11 +180,11 @@ def _batch_errors(flat: tuple[np.ndarray, np.ndarray], segment_sizes: list[int],
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error[np.isnan(error)] = np.inf
-        relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative[np.isnan(relative)] = np.inf
         bound = np.repeat(np.array(atols), sizes) + np.repeat(np.array(rtols), sizes) * np.abs(
             np.where(np.isfinite(w), w, 0))
-        ratio = error / bound
+        ratio = np.where(error == 0, 0.0, error / bound)
     worst_ratio = np.maximum.reduceat(ratio, starts)
     # np.argmax's element: the first one equal to the maximum, or the first NaN.
     worst = ratio == np.repeat(worst_ratio, sizes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,9 @@ import torch
 import manual
 from manual.layers import LAYERS
 from manual.registry import DEFAULT_TOLERANCES, OPS, Tolerance
-from reference.compare import compare_arrays, spec_tolerance
+from reference.compare import compare_all, compare_arrays, spec_tolerance
 from reference.conformance import unchanged
+from reference.records import TensorComparison
 
 # |got - want| <= 0.5 + 0.25 |want|: at want = 4 the allowance is exactly 1.5.
 DYADIC = Tolerance(rtol=0.25, atol=0.5, reason="test")
@@ -81,6 +83,22 @@ def test_shape_is_judged_before_dtype() -> None:
 
 
 # ---- the values rule |got - want| <= atol + rtol |want| ------------------------------------
+# Each value test runs through both paths: compare_arrays, and compare_all's batched arithmetic
+# (which compare_runs uses), with a clean tensor before the one judged.
+
+Compare = Callable[..., TensorComparison]
+
+
+def _batched(name: str, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True,
+             *, equal_nan: bool = False) -> TensorComparison:
+    clean = np.array([1.0, 2.0], dtype=np.asarray(want).dtype)
+    return compare_all([("clean", clean, clean.copy(), tolerance), (name, got, want, tolerance)],
+                       keep_values, equal_nan=equal_nan)[1]
+
+
+@pytest.fixture(params=["compare_arrays", "compare_all"])
+def judge(request: pytest.FixtureRequest) -> Compare:
+    return compare_arrays if request.param == "compare_arrays" else _batched
 
 @pytest.mark.parametrize(("got", "want", "passes"), [
     (5.5, 4.0, True),          # error 1.5 = 0.5 + 0.25 * 4: exactly at tolerance
@@ -97,8 +115,9 @@ def test_shape_is_judged_before_dtype() -> None:
     # nor max(|got|, |want|), nor the mean: want = 0 allows atol only, whatever got is.
     (0.625, 0.0, False),
 ])
-def test_values_rule_at_and_just_above_tolerance(got: float, want: float, passes: bool) -> None:
-    result = compare_arrays("t", np.array([got]), np.array([want]), DYADIC)
+def test_values_rule_at_and_just_above_tolerance(got: float, want: float, passes: bool,
+                                                 judge: Compare) -> None:
+    result = judge("t", np.array([got]), np.array([want]), DYADIC)
     assert result.passed is passes
     assert result.problem == ""
     expected_ratio = abs(got - want) / (0.5 + 0.25 * abs(want))
@@ -106,10 +125,10 @@ def test_values_rule_at_and_just_above_tolerance(got: float, want: float, passes
     assert result.mismatched == (0 if passes else 1)
 
 
-def test_zero_tolerance_accepts_only_exact_equality() -> None:
+def test_zero_tolerance_accepts_only_exact_equality(judge: Compare) -> None:
     want = np.array([1.0, -3.0, 0.0])
-    assert compare_arrays("t", want.copy(), want, ZERO).passed
-    assert not compare_arrays("t", np.nextafter(want, 10.0), want, ZERO).passed
+    assert judge("t", want.copy(), want, ZERO).passed
+    assert not judge("t", np.nextafter(want, 10.0), want, ZERO).passed
 
 
 FLOAT_PAIRS = [  # (got, want) around the default tolerances of each dtype
@@ -121,7 +140,7 @@ FLOAT_PAIRS = [  # (got, want) around the default tolerances of each dtype
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_default_tolerance_decides_as_torch_assert_close(dtype: str) -> None:
+def test_default_tolerance_decides_as_torch_assert_close(dtype: str, judge: Compare) -> None:
     """The verdict at the defaults is torch.testing.assert_close's, pair by pair."""
     tolerance = DEFAULT_TOLERANCES[dtype]
     for got, want in FLOAT_PAIRS:
@@ -131,7 +150,7 @@ def test_default_tolerance_decides_as_torch_assert_close(dtype: str) -> None:
             torch_passes = True
         except AssertionError:
             torch_passes = False
-        assert compare_arrays("t", g, w, tolerance).passed is torch_passes, (dtype, got, want)
+        assert judge("t", g, w, tolerance).passed is torch_passes, (dtype, got, want)
 
 
 def test_default_tolerances_are_torch_testing_defaults() -> None:
@@ -145,41 +164,42 @@ def test_default_tolerances_are_torch_testing_defaults() -> None:
 
 # ---- the numbers a record reports ---------------------------------------------------------
 
-def test_relative_and_absolute_errors_of_a_known_pair() -> None:
+def test_relative_and_absolute_errors_of_a_known_pair(judge: Compare) -> None:
     """got 3 for want 2: absolute error 1, relative 1/2, ratio 1 / (0.5 + 0.25 * 2) = 1."""
-    result = compare_arrays("t", np.array([3.0, 1.0]), np.array([2.0, 1.0]), DYADIC)
+    result = judge("t", np.array([3.0, 1.0]), np.array([2.0, 1.0]), DYADIC)
     assert result.max_abs_error == 1.0
     assert result.max_rel_error == 0.5
     assert result.tolerance_ratio == 1.0 and result.passed
     # relative to the reference, not to got (1/3) nor to the mean (2/5)
-    result = compare_arrays("t", np.array([-2.0]), np.array([-8.0]), DYADIC)
+    result = judge("t", np.array([-2.0]), np.array([-8.0]), DYADIC)
     assert result.max_rel_error == 0.75 and result.max_abs_error == 6.0
     assert result.tolerance_ratio == 6.0 / 2.5
 
 
-def test_relative_error_where_the_reference_is_zero() -> None:
-    result = compare_arrays("t", np.array([0.0, 0.25]), np.array([0.0, 0.0]), DYADIC)
+def test_relative_error_where_the_reference_is_zero(judge: Compare) -> None:
+    result = judge("t", np.array([0.0, 0.25]), np.array([0.0, 0.0]), DYADIC)
     assert result.max_rel_error == math.inf and result.passed  # within atol all the same
-    assert compare_arrays("t", np.zeros(2), np.zeros(2), DYADIC).max_rel_error == 0.0
+    assert judge("t", np.zeros(2), np.zeros(2), DYADIC).max_rel_error == 0.0
 
 
-def test_mismatched_counts_the_elements_above_tolerance() -> None:
+def test_mismatched_counts_the_elements_above_tolerance(judge: Compare) -> None:
     want = np.zeros(10)
     got = want.copy()
     got[[1, 4, 7]] = [0.75, -0.5 - 2**-10, 3.0]  # three above atol 0.5
     got[[2, 5]] = [0.5, -0.5]                    # two exactly at it
-    result = compare_arrays("t", got, want, DYADIC)
+    result = judge("t", got, want, DYADIC)
     assert result.mismatched == 3 and not result.passed
 
 
-def test_worst_index_is_the_largest_tolerance_ratio_in_array_coordinates() -> None:
+def test_worst_index_is_the_largest_tolerance_ratio_in_array_coordinates(
+        judge: Compare) -> None:
     """The largest absolute error (at [0, 0]) is not the worst: the ratio peaks at [1, 0]."""
     want = np.array([[100.0, 1.0, 1.0], [0.0, 1.0, 1.0]])
     got = want.copy()
     got[0, 0] += 20.0   # ratio 20 / 25.5
     got[1, 0] += 2.0    # ratio 2 / 0.5 = 4
     got[0, 2] += 1.0    # ratio 1 / 0.75
-    result = compare_arrays("t", got, want, DYADIC)
+    result = judge("t", got, want, DYADIC)
     assert result.worst_index == [1, 0]
     assert result.tolerance_ratio == 4.0 and result.max_abs_error == 20.0
 
@@ -193,28 +213,29 @@ def test_worst_index_is_the_largest_tolerance_ratio_in_array_coordinates() -> No
     (0.0, math.inf, False),
 ])
 def test_an_infinity_matches_only_the_same_infinity(got: float, want: float,
-                                                    passes: bool) -> None:
+                                                    passes: bool, judge: Compare) -> None:
     for tolerance in (DYADIC, Tolerance(1e6, 1e6, "huge")):  # no tolerance excuses a sign
-        result = compare_arrays("t", np.array([1.0, got]), np.array([1.0, want]), tolerance)
+        result = judge("t", np.array([1.0, got]), np.array([1.0, want]), tolerance)
         assert result.passed is passes, tolerance
         if not passes:
             assert result.worst_index == [1] and result.tolerance_ratio == math.inf
 
 
 @pytest.mark.parametrize("equal_nan", [False, True])
-def test_nan_against_a_number_fails_whatever_equal_nan_says(equal_nan: bool) -> None:
+def test_nan_against_a_number_fails_whatever_equal_nan_says(equal_nan: bool,
+                                                           judge: Compare) -> None:
     huge = Tolerance(1e6, 1e6, "huge")
     for got, want in ((math.nan, 1.0), (1.0, math.nan), (math.nan, math.inf)):
-        result = compare_arrays("t", np.array([got]), np.array([want]), huge, equal_nan=equal_nan)
+        result = judge("t", np.array([got]), np.array([want]), huge, equal_nan=equal_nan)
         assert not result.passed and result.tolerance_ratio == math.inf
 
 
-def test_nan_on_both_sides_fails_unless_expected_and_says_why() -> None:
+def test_nan_on_both_sides_fails_unless_expected_and_says_why(judge: Compare) -> None:
     got, want = np.array([1.0, math.nan, math.nan]), np.array([1.0, math.nan, math.nan])
-    result = compare_arrays("t", got, want, Tolerance(1e6, 1e6, "huge"))
+    result = judge("t", got, want, Tolerance(1e6, 1e6, "huge"))
     assert not result.passed
     assert result.problem.startswith("NaN in both engines (2 of 3 elements, first at [1])")
-    expected = compare_arrays("t", got, want, ZERO, equal_nan=True)
+    expected = judge("t", got, want, ZERO, equal_nan=True)
     assert expected.passed and expected.problem == "" and expected.max_abs_error == 0.0
     assert expected.max_rel_error == 0.0 and expected.tolerance_ratio == 0.0
 
