@@ -86,9 +86,12 @@ def compare_arrays(
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error = np.where(np.isnan(error), np.inf, error)
-        relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        # No error is no error, even where the reference is NaN (equal_nan) or nothing is
+        # allowed (atol = rtol = 0): 0/0 there would fail an exact match.
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative = np.where(np.isnan(relative), np.inf, relative)
-        ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
+        allowed = atol + rtol * np.abs(np.where(np.isfinite(w), w, 0))
+        ratio = np.where(error == 0, 0.0, error / allowed)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     if not equal_nan and both_nan.any():
         at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
@@ -177,11 +180,11 @@ def _batch_errors(flat: tuple[np.ndarray, np.ndarray], segment_sizes: list[int],
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error[np.isnan(error)] = np.inf
-        relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative[np.isnan(relative)] = np.inf
         bound = np.repeat(np.array(atols), sizes) + np.repeat(np.array(rtols), sizes) * np.abs(
             np.where(np.isfinite(w), w, 0))
-        ratio = error / bound
+        ratio = np.where(error == 0, 0.0, error / bound)
     worst_ratio = np.maximum.reduceat(ratio, starts)
     # np.argmax's element: the first one equal to the maximum, or the first NaN.
     worst = ratio == np.repeat(worst_ratio, sizes)
@@ -405,8 +408,8 @@ def compare_op(
         kind = ""
         y, cache = op.forward(x.copy(), **options)
         ty = fn(tx, **reference_options)
-    if dy is None:
-        dy = rng.standard_normal(np.shape(y)).astype(dtype)
+    if dy is None:  # of the reference's shape: a wrong-shaped output is then a verdict
+        dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy.copy()))
     tensors = [
