@@ -156,7 +156,7 @@ def _file_row(source: str, c: Counter[str]) -> dict[str, Any]:
     detected = sum(c[s] for s in DETECTED)
     undetected = sum(c[s] for s in UNDETECTED)
     return {"file": source, "mutants": sum(c.values()), "detected": detected,
-            "survived": undetected, "no_tests": c["no tests"],
+            "survived": undetected, "no_tests": c["no tests"], "not_checked": c["not checked"],
             "score": _ratio(detected, detected + undetected)}
 
 
@@ -203,11 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="paths or mutmut name globs")
     parser.add_argument("--max-children", type=int, default=2)
     parser.add_argument("--summarize-only", action="store_true")
+    parser.add_argument("--wall-seconds", type=float, default=None,
+                        help="with --summarize-only: the wall time of the run summarized")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME",
                         help="run only these mutant names or globs (the summary covers TARGETs)")
     args = parser.parse_args(argv)
     globs = [mutant_glob(t) for t in (args.targets or DEFAULT_TARGETS)]
-    wall = None
+    wall = args.wall_seconds
     if not args.summarize_only:
         code, wall = run_mutmut([mutant_glob(t) for t in args.only] or globs, args.max_children)
         if code != 0:
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     first = summarize(codes, triage, globs)
     survivors = [s["mutant"] for s in first["survivors"]]
     record = summarize(codes, triage, globs, wall_seconds=wall,
-                       max_children=None if args.summarize_only else args.max_children,
+                       max_children=args.max_children if wall is not None else None,
                        killer=killer_files(),
                        changes=changes_of(survivors, {n: codes[n][0] for n in survivors}))
     RESULTS.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

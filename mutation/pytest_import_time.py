@@ -10,8 +10,9 @@ mutant would be run against one test. Both are corrected here:
 
 - stats pass: every mutated function called while the tests are collected (every module of
   ``manual`` is imported then too) is written to :data:`IMPORT_TIME_FILE` and credited to
-  every test of :data:`REGISTRY_TESTS` (the files that run every registered op and layer:
-  crediting all ~2000 tests would cost ~20 s per such mutant, most of it collection);
+  every test of :data:`REGISTRY_TESTS` (the files that run every registered op and layer, and
+  the mutant-killing tests; crediting all ~2000 tests would cost ~20 s per such mutant, most
+  of it collection);
 - a mutant's run: when its function is listed, the project's modules are dropped from
   ``sys.modules`` before collection, so that they are imported again with the mutant active
   (about 4 s more per such mutant).
@@ -34,7 +35,7 @@ import pytest
 IMPORT_TIME_FILE = Path("mutmut-import-time.json")
 REGISTRY_TESTS = ("tests/test_conformance.py", "tests/test_graph.py", "tests/test_layer_graphs.py",
                   "tests/test_conv_layers.py", "tests/test_norm_layers.py",
-                  "tests/test_recurrent_layers.py")
+                  "tests/test_recurrent_layers.py", "tests/test_mutants_core.py")
 _credited: set[str] = set()
 
 

@@ -88,7 +88,7 @@ def test_sdpa_softmax_is_shifted_by_the_row_maximum() -> None:
     """Scores in the hundreds: exp(z + max) overflows to inf (inf/inf = NaN) where
     exp(z - max) does not; the conformance samples keep scores near 1."""
     rng = np.random.default_rng(3)
-    q, k, v = (rng.normal(size=(2, 3, 4)) * 12 for _ in range(3))
+    q, k, v = (rng.normal(size=(2, 3, 4)) * 40 for _ in range(3))
     out, _ = sdpa_forward(q, k, v)
     tq, tk, tv = (torch.from_numpy(t) for t in (q, k, v))
     _close(out, F.scaled_dot_product_attention(tq, tk, tv))
@@ -339,6 +339,7 @@ def test_compare_op_record_names_what_was_compared_and_applies_stage_tolerances(
     assert [t.name for t in record.tensors] == ["forward: output", "backward: input"]
     assert record.options == {"target": OPS["cross_entropy"].targets[0]}
     assert record.tolerance_reason and all(t.manual and t.reference for t in record.tensors)
+    assert all(t.manual is None for t in compare_op("tanh", "float64", keep_values=False).tensors)
     assert compare_op("tanh", "float64").kind == "activation"
     assert compare_op("tanh", "float64").options == {}
     x, target = np.ones((2, 3)), np.zeros((2, 3))
@@ -366,3 +367,16 @@ def test_activation_layer_structure_matches_torchs_jacobian(name: str) -> None:
                             .abs().sum()) for i in range(2))
     assert not across_rows
     assert LAYERS[name].structure == ("rowwise" if off_diagonal else "elementwise")
+
+
+def test_activation_layers_pass_their_options_and_run_the_registered_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leaky_relu layer with negative_slope 0.3 is torch's; and the layer runs whatever pair
+    ACTIVATIONS holds now (the bug zoo replaces entries there)."""
+    x = np.random.default_rng(14).normal(size=(4, 3))
+    layer = LAYERS["leaky_relu"]
+    y, _, _ = layer.forward((x,), {}, None, None, training=False, negative_slope=0.3)
+    _close(y, F.leaky_relu(torch.from_numpy(x), 0.3))
+    monkeypatch.setitem(ACTIVATIONS, "tanh", dataclasses.replace(OPS["relu"], name="tanh"))
+    y, _, _ = LAYERS["tanh"].forward((x,), {}, None, None, training=False)
+    _close(y, torch.relu(torch.from_numpy(x)))

@@ -60,7 +60,7 @@ def test_score_counts_timeouts_as_detected_and_leaves_no_tests_out(record: dict)
     rows = {r["file"]: r for r in record["files"]}
     assert rows["manual/network.py"] == {"file": "manual/network.py", "mutants": 2,
                                          "detected": 0, "survived": 1, "no_tests": 1,
-                                         "score": 0.0}
+                                         "not_checked": 0, "score": 0.0}
 
 
 def test_a_triage_entry_needs_a_known_class_and_a_reason(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_template_shows_score_files_and_survivors(record: dict, tmp_path: Path) 
     assert 'id="mutation-files"' in html and 'id="mutation-survivors"' in html
     assert "Graph.forward" in html and "manual/network.py" in html
     assert "1 survivor not explained" in html
-    assert "12.3 s with 2 children" in html
+    assert "took 12.3 s with 2 children" in html
 
 
 def test_every_committed_survivor_is_triaged_and_named_killers_exist() -> None:
