@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: test report fuzz lint bench clean chromium
+.PHONY: test report fuzz lint bench clean chromium mutate mutate-nightly
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check manual reference reports tests benchmarks
 	$(BIN)/mypy
 
+# Mutation testing (mutation/README.md): mutmut, killed by the conformance test files named in
+# [tool.mutmut], two children at most. MUTATE takes paths or mutmut name globs, e.g.
+# `make mutate MUTATE=manual/ops/softmax.py`; the default is the core (manual/ops/,
+# manual/layers/core.py, manual/network.py, reference/compare.py). Results: mutation/results.json.
+MUTATE ?=
+MUTATE_CHILDREN ?= 2
+mutate: $(STAMP)
+	$(BIN)/python mutation/mutate.py --max-children $(MUTATE_CHILDREN) $(MUTATE)
+
+# Every mutant of manual/ and reference/compare.py, from scratch (hours on two cores: nightly).
+mutate-nightly: $(STAMP)
+	rm -rf mutants
+	$(BIN)/python mutation/mutate.py --max-children $(MUTATE_CHILDREN) manual/ reference/compare.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) out .pytest_cache .hypothesis mutants
