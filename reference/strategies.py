@@ -43,7 +43,8 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
-from reference import sequence_graphs
+from reference import edge_strategies as edge
+from reference import sampling, sequence_graphs
 from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
@@ -293,31 +294,59 @@ def _class_labels(classes: int) -> st.SearchStrategy[int]:
     return st.integers(0, classes - 1)
 
 
-@st.composite
-def datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32) -> Data:
+def datasets(spec: Spec, max_batch: int = 32) -> st.SearchStrategy[Data]:
     """``x`` of shape ``(N, D)``, ``N`` in ``[1, max_batch]``, and a target for the loss.
 
     ``x`` lies in the domain of the first layer when it is an activation (its kink
     points included), else in [-4, 4].
     """
-    n = draw(st.integers(1, max_batch))
+    return edge_datasets(spec, max_batch, edges=False).map(lambda pair: pair[0])
+
+
+@st.composite
+def edge_datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32, edges: bool = True,
+                  soft: bool = False, aim: str | None = None
+                  ) -> tuple[Data, tuple[str, ...]]:
+    """As :func:`datasets`; with ``edges``, batch sizes 1 and
+    :data:`~reference.edge_strategies.LARGE_BATCH` on purpose and, half the time, soft
+    targets that do not sum to 1 or hold zeros (always, with ``soft``, and soft targets
+    whenever the loss takes them). Returns the data and the target edge classes.
+    """
+    n = draw(edge.batch_sizes(max_batch, edges))
     first = spec.layers[0] if spec.layers else None
     op = ACTIVATIONS.get(first.type) if first is not None else None
     options = dict(first.options) if (first is not None and op is not None) else {}
     shape = (n, spec.input_shape[0])
-    x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
+    rng = None
+    if n >= edge.LARGE_BATCH:  # from a drawn seed: Hypothesis arrays this size cost seconds
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        low, high = op.domain if op is not None else DEFAULT_DOMAIN
+        x = rng.uniform(low, high, shape)
+        kinks = [k for k in (op.kinks(options) if op else ()) if low <= k <= high]
+        if kinks:  # as the drawn arrays: kink points mixed in
+            x = np.where(rng.random(shape) < 0.25, rng.choice(kinks, shape), x)
+        x = x.astype(spec.dtype)
+    else:
+        x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
     loss = LOSSES[spec.loss.type]
     ignored = spec.loss.options.get("ignore_index", -100)
     # PyTorch refuses an ignore_index with probability targets: draw class indices then.
     kinds = [k for k in loss.targets if ignored < 0 or k == "class_index"]
-    kind = draw(st.sampled_from(kinds))
-    y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    soft_kinds = [k for k in kinds if k in ("class_probability", "distribution")]
+    kind = soft_kinds[0] if soft and soft_kinds else draw(st.sampled_from(kinds))
+    if rng is not None:
+        y = sampling.target(kind, (n, spec.output_width), rng, spec.dtype, spec.loss.options)
+    else:
+        y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    target_edges: tuple[str, ...] = ()
+    if edges and kind in soft_kinds and (soft or draw(edge.roll(2))):
+        y, target_edges = draw(edge.edge_targets(y, kind, spec.loss.options, aim))
     if ignored >= 0 and kind == "class_index":  # hit the ignored class, not by luck alone
         y = np.where(draw(hnp.arrays(np.bool_, (n,))), ignored, y)
     # Every target ignored makes a mean of no terms, NaN in both engines: not a comparison.
     assume(ignored < 0 or kind != "class_index" or bool(np.any(y != ignored))
            or spec.loss.options.get("reduction", "mean") != "mean")
-    return manual.make_data(spec, x, y)
+    return manual.make_data(spec, x, y), target_edges
 
 
 def stable_ops() -> list[str]:
@@ -385,6 +414,7 @@ class FuzzCase:
     spec: Spec
     data: Data
     protocol: str = "single"
+    edges: tuple[str, ...] = ()  # the edge classes drawn (reference.edge_strategies)
 
     @property
     def hidden_layers(self) -> int:
@@ -399,6 +429,7 @@ def fuzz_cases(
     protocols: Sequence[str] | None = None,
     max_batch: int = 32,
     graphs_too: bool = True,
+    edges: bool = True,
     **spec_kwargs: Any,
 ) -> FuzzCase:
     """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
@@ -413,6 +444,11 @@ def fuzz_cases(
     layer: half of them in composed nets).
     ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
     comparison with ``torch.autograd.gradcheck``).
+
+    Chains reach the edges (:mod:`reference.edge_strategies`): one chain in two gets some
+    of the structural edge classes, and chains draw batch sizes 1 and 256 and soft targets
+    off the simplex on purpose; ``case.edges`` names what was drawn. ``edges=False`` draws
+    typical cases only (to show which mistakes only the edges reveal).
     """
     from reference.conformance import PROTOCOLS
 
@@ -421,6 +457,7 @@ def fuzz_cases(
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
+    applied: tuple[str, ...] = ()
     if shape == 2 or (bool(set(layers) & set(CONV_NET_LAYERS)) and draw(st.booleans())):
         spec, data = draw(conv_nets(dtypes=dtypes, include=layers))
     elif shape == 3 or (sequence_graphs.focused(include) and draw(st.booleans())):
@@ -431,10 +468,27 @@ def fuzz_cases(
         spec = draw(graphs(include=wanted, dtypes=dtypes))
         data = draw(graph_data(spec, max_batch=max_batch))
     else:
-        spec = draw(specs(**spec_kwargs))
-        data = draw(datasets(spec, max_batch=max_batch))
+        edgy = edges and draw(edge.roll(2)) == 0
+        aim = edge.EDGE_CLASSES[draw(edge.roll(len(edge.EDGE_CLASSES)))] if edgy else None
+        kwargs = dict(spec_kwargs)
+        fitting = edge.LOSSES_FOR[aim] if aim is not None else None
+        if fitting and "losses" not in kwargs and not set(include) & set(LOSSES):
+            # A loss the aimed class applies to: several belong to one or two losses.
+            kwargs["include"] = (*include, fitting[draw(edge.roll(len(fitting)))])
+        spec = draw(specs(**kwargs))
+        kink = None
+        if edgy:
+            pool = spec_kwargs.get("activations")
+            spec, applied, kink = draw(edge.edged_specs(
+                spec, ACTIVATIONS if pool is None else pool, _activation_layer, aim))
+        data, target_edges = draw(edge_datasets(spec, max_batch=max_batch, edges=edges,
+                                                soft=edgy, aim=aim))
+        if kink is not None:
+            data = manual.make_data(spec, data.x, edge.loss_kink_target(data.y, kink,
+                                                                        spec.dtype))
+        applied = (*applied, *target_edges)
     pool = list(protocols or PROTOCOLS)
     # sampled_from would favour the first protocol heavily; a wide integer spreads the
     # draws evenly and still shrinks toward the first (the single pass).
     protocol = pool[draw(st.integers(0, 2**16 - 1)) % len(pool)]
-    return FuzzCase(spec, data, protocol)
+    return FuzzCase(spec, data, protocol, applied)
