@@ -31,12 +31,18 @@ from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
 from manual.spec import Spec
 from reference.compare import compare_network, compare_op
+from reference.edge_strategies import BATCH_CLASSES, EDGE_CLASSES, batch_classes
 from reference.conformance import run_protocol
 from reference.records import ComparisonRecord, dumps
 from reference.rounding import rounding_excuse
 from reference.strategies import FuzzCase, OpFuzzCase
 
 DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
+# Below this many cases a campaign's coverage is not judged. Each edge class is aimed at in
+# about one case in 24 (reference.edge_strategies), so 500 cases expect 20 or more of each;
+# Hypothesis draws in clumps, and over eight seeds of 400 cases the rarest class still
+# showed up 8 times, a large batch 2 (measured; see tests/test_fuzz_coverage.py).
+COVERAGE_MIN_CASES = 500
 
 
 @dataclass
@@ -137,7 +143,8 @@ def save_case(case: FuzzCase, directory: Path) -> dict[str, Path]:
              "case": directory / "case.json"}
     atomic_write(paths["spec"], case.spec.to_json(indent=2) + "\n")
     atomic_write(paths["data"], json.dumps(data) + "\n")
-    case_json = {"spec": case.spec.to_dict(), "data": data, "protocol": case.protocol}
+    case_json = {"spec": case.spec.to_dict(), "data": data, "protocol": case.protocol,
+                 "edges": list(case.edges)}
     atomic_write(paths["case"], json.dumps(case_json) + "\n")
     return paths
 
@@ -150,7 +157,7 @@ def load_case(directory: str | Path) -> FuzzCase:
         raise ValueError(f"case {path}: must be an object with spec, data and protocol")
     spec = manual.parse_spec(raw["spec"])
     data = manual.make_data(spec, raw["data"]["x"], raw["data"]["y"])
-    return FuzzCase(spec, data, raw["protocol"])
+    return FuzzCase(spec, data, raw["protocol"], tuple(raw.get("edges", ())))
 
 
 def reproduce_command(paths: dict[str, Path], protocol: str) -> str:
@@ -228,6 +235,8 @@ class CampaignRecord:
     dtypes: dict[str, int] = field(default_factory=dict)
     protocols: dict[str, int] = field(default_factory=dict)
     depths: dict[str, int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=dict)  # "1", ">1", "large" (>= 256)
+    edges: dict[str, int] = field(default_factory=dict)  # reference.edge_strategies
     uncovered: list[str] = field(default_factory=list)
     kink_excused: int = 0
     rounding_excused: int = 0
@@ -261,6 +270,10 @@ class CampaignRecord:
         _bump(self.dtypes, case.spec.dtype)
         _bump(self.protocols, case.protocol)
         _bump(self.depths, str(case.hidden_layers))
+        for name in batch_classes(len(case.data.x)):
+            _bump(self.batches, name)
+        for name in case.edges:
+            _bump(self.edges, name)
         names = {layer.type for layer in case.spec.layers} | {case.spec.loss.type}
         for name in names:
             _bump(self.ops, name)
@@ -397,6 +410,31 @@ def run_campaign(
             first_divergence=last.where, hidden_layers=last.case.hidden_layers,
             reproduce=command, message=message))
     return record
+
+
+def coverage_gaps(record: CampaignRecord, *, dtypes: tuple[str, ...] = ("float32", "float64"),
+                  ops: Iterable[str] | None = None, batches: tuple[str, ...] = BATCH_CLASSES,
+                  edges: tuple[str, ...] = EDGE_CLASSES) -> list[str]:
+    """What ``record`` never drew: a dtype, a registry op (activations and losses, by
+    default), a batch class (1, >1, large) or an edge class; ``[]`` when it drew them all."""
+    wanted_ops = sorted(set(ACTIVATIONS) | set(LOSSES)) if ops is None else sorted(ops)
+    return ([f"dtype {d}" for d in dtypes if not record.dtypes.get(d)]
+            + [f"op {op}" for op in wanted_ops if not record.ops.get(op)]
+            + [f"batch size {b}" for b in batches if not record.batches.get(b)]
+            + [f"edge class {e}" for e in edges if not record.edges.get(e)])
+
+
+def coverage_verdict(record: CampaignRecord, min_cases: int = COVERAGE_MIN_CASES
+                     ) -> tuple[bool, str]:
+    """``(ok, line)``: a campaign of at least ``min_cases`` cases must have drawn everything
+    :func:`coverage_gaps` asks for; a smaller one is not judged (``ok``, and the line says so)."""
+    if record.cases < min_cases:
+        return True, (f"coverage not judged: {record.cases} cases, fewer than {min_cases}")
+    gaps = coverage_gaps(record)
+    if gaps:
+        return False, f"coverage: {record.cases} cases never drew {', '.join(gaps)}"
+    return True, (f"coverage: both dtypes, every op, batch sizes 1, >1 and large and every "
+                  f"edge class drawn in {record.cases} cases")
 
 
 def summary_line(record: CampaignRecord) -> str:
