@@ -7,9 +7,10 @@ spec allows it, inserting a layer when one is needed) and says which it applied:
 - ``extreme_weights``: one linear layer at a random depth has its weights scaled by a power
   of two (exact), up to :data:`EXTREME_SCALE` (x32 in float32, x512 in float64);
 - ``kink_beyond_input``: a pre-activation exactly at a kink of an activation that follows a
-  linear layer (not the network input), or an output exactly at a loss kink. Exactness in both engines whatever their summation
-  order: one row of that layer's weight is zero and its bias is the kink, so the row's
-  pre-activation is ``0 + 0 + ... + kink``, the same bits in NumPy and in PyTorch;
+  linear layer (not the network input), or an output exactly at a loss kink. Exactness
+  in both engines whatever their summation order: one row of that layer's weight is zero
+  and its bias is the kink, so the row's pre-activation is ``0 + 0 + ... + kink``, the
+  same bits in NumPy and in PyTorch.
   The loss kink (also tagged ``loss_kink``): an output exactly equal to its target for
   ``l1`` or ``smooth_l1`` with ``beta = 0``: a zero weight row of the last linear layer
   with bias 0, the target column set to what the trailing activations make of 0 (exact
@@ -31,6 +32,7 @@ than the comparison). :func:`batch_classes` names a batch's classes for the camp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -38,7 +40,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import manual
-from manual.registry import ACTIVATIONS, LOSSES, OPS
+from manual.registry import ACTIVATIONS, OPS
 from manual.spec import Spec
 
 EDGE_CLASSES = ("extreme_weights", "kink_beyond_input", "saturated", "near_overflow",
@@ -109,7 +111,7 @@ class _Plan:
         self.layers = layers
         self.input_width = input_width
         self.scale: dict[int, float] = {}  # id(layer) -> weight factor
-        self.shift: dict[int, np.ndarray] = {}  # id(layer) -> added to the bias
+        self.shift: dict[int, Any] = {}  # id(layer) -> added to the bias (scalar or per row)
         self.rows: dict[int, dict[int, float]] = {}  # id(layer) -> {row: bias}, zero weights
 
     def width_before(self, index: int) -> int:
@@ -197,9 +199,9 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
         if sites:
             site = draw(st.sampled_from(sites))
             linear = plan.layers[plan.index(site) - 1]
-            kink = draw(st.sampled_from(sorted(_kinked(site["type"], site))))
+            point = draw(st.sampled_from(sorted(_kinked(site["type"], site))))
             row = draw(st.integers(0, linear["out_features"] - 1))
-            plan.rows.setdefault(id(linear), {})[row] = kink
+            plan.rows.setdefault(id(linear), {})[row] = point
             applied.append("kink_beyond_input")
     consumer = _logit_consumer(plan.layers, loss)
     if consumer is not None and "near_overflow" in chosen:
@@ -240,7 +242,7 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
 
 def _kink_sites(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Kinked activations right after a linear layer."""
-    return [layer for before, layer in zip(layers, layers[1:], strict=False)
+    return [layer for before, layer in itertools.pairwise(layers)
             if before["type"] == "linear" and _kinked(layer["type"], layer)]
 
 

@@ -31,8 +31,8 @@ from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
 from manual.spec import Spec
 from reference.compare import compare_network, compare_op
-from reference.edge_strategies import BATCH_CLASSES, EDGE_CLASSES, batch_classes
 from reference.conformance import run_protocol
+from reference.edge_strategies import BATCH_CLASSES, EDGE_CLASSES, batch_classes
 from reference.records import ComparisonRecord, dumps
 from reference.rounding import rounding_excuse
 from reference.strategies import FuzzCase, OpFuzzCase
