@@ -53,6 +53,11 @@ from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 # Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
 # stable formulas never take exp of a positive number, so 1e4 is safe in float64.
 EXTREME_LIMIT: Mapping[str, float] = {"float32": 80.0, "float64": 1e4}
+# Shift-invariant ops (a row plus a constant gives the same softmax) are also drawn with
+# every row offset this far: past exp's overflow by orders of magnitude, and where the low
+# bits of a large maximum must not leak into the result (log-softmax as (x - m) - log s).
+SHIFT_INVARIANT = ("softmax", "log_softmax", "cross_entropy")
+EXTREME_OFFSET: Mapping[str, float] = {"float32": 1e3, "float64": 1e6}
 DEFAULT_DOMAIN = (-4.0, 4.0)
 # Where the oracle itself is inexact, fuzz only the option values it gets right.
 # PyTorch's float64 celu backward rounds 1/alpha to float32: a relative error up to
@@ -359,7 +364,8 @@ def stable_ops() -> list[str]:
 
 def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Mapping[str, Any]
               | None = None, *, extreme: bool = False) -> st.SearchStrategy[np.ndarray]:
-    """An input for ``op`` alone; ``extreme`` widens the domain to ``±EXTREME_LIMIT[dtype]``."""
+    """An input for ``op`` alone; ``extreme`` widens the domain to ``±EXTREME_LIMIT[dtype]``
+    and, for a shift-invariant op, offsets each row by 0 or ``±EXTREME_OFFSET[dtype]``."""
     op = OPS[op] if isinstance(op, str) else op
     domain = None
     if extreme:
@@ -369,7 +375,12 @@ def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Map
         limit = EXTREME_LIMIT[dtype]
         domain = (-limit, limit)
     elements = _domain_values(op, dtype, options or {}, domain)
-    return hnp.arrays(dtype, shape, elements=elements)
+    arrays = hnp.arrays(dtype, shape, elements=elements)
+    if not extreme or op.name not in SHIFT_INVARIANT:
+        return arrays
+    big = EXTREME_OFFSET[dtype]
+    offsets = hnp.arrays(dtype, (shape[0], 1), elements=st.sampled_from((0.0, big, -big)))
+    return st.tuples(arrays, offsets).map(lambda pair: (pair[0] + pair[1]).astype(dtype))
 
 
 @dataclass(frozen=True)

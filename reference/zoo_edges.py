@@ -29,8 +29,8 @@ def _softmax_unshifted(x: Array, dim: int = -1) -> Any:
     return y, sx.SoftmaxCache(y, dim)
 
 
-def _logsumexp_unshifted(x: Array, axis: int = -1) -> Array:
-    return np.log(np.sum(np.exp(x), axis=axis, keepdims=True))
+def _log_softmax_unshifted(x: Array, axis: int = -1) -> Array:
+    return x - np.log(np.sum(np.exp(x), axis=axis, keepdims=True))
 
 
 def _bce_backward_unclamped(dloss: Array, cache: Any) -> Array:
@@ -67,9 +67,9 @@ EDGE_MUTANTS: tuple[Mutant, ...] = (
     Mutant("softmax_no_max_shift", "softmax computes exp(x) / sum exp(x) without subtracting "
            "the row maximum: NaN once a logit passes exp's overflow",
            lambda: _op("softmax", forward=_softmax_unshifted), ("softmax",)),
-    Mutant("logsumexp_no_max_shift", "log-sum-exp without the max shift (log_softmax and "
-           "cross-entropy): inf - inf once a logit passes exp's overflow",
-           lambda: [(numerics, "logsumexp", _logsumexp_unshifted)],
+    Mutant("log_softmax_no_max_shift", "log-softmax as x - log sum exp(x) without the max "
+           "shift (log_softmax and cross-entropy): x - inf once a logit passes exp's overflow",
+           lambda: [(numerics, "log_softmax", _log_softmax_unshifted)],
            ("log_softmax", "cross_entropy")),
     Mutant("bce_gradient_unclamped", "bce backward divides by x(1 - x) without PyTorch's "
            "1e-12 floor: inf at a saturated probability of exactly 1",
