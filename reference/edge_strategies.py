@@ -19,7 +19,7 @@ spec allows it, inserting a layer when one is needed) and says which it applied:
   of the softmax behind ``cross_entropy``, ``nll`` and ``kl_div``) pushed to
   +-:data:`SATURATING_LOGITS`: probabilities within an ulp of 1 (or exactly 1) and near 0;
 - ``near_overflow``: the logits of a softmax, log-softmax or cross-entropy shifted by
-  :data:`OVERFLOW_SHIFT`, past where ``exp`` overflows (88.7 in float32, 709.8 in
+  :data:`OVERFLOW_SHIFT`, just past where ``exp`` overflows (88.7 in float32, 709.8 in
   float64): those ops are shift-invariant, so a stable engine stays finite;
 - ``unnormalised_target`` / ``zero_target`` (:func:`edge_targets`): class-probability and
   distribution rows that do not sum to 1, and exact zeros in them (``kl_div`` without
@@ -56,9 +56,10 @@ EXTREME_SCALE: Mapping[str, tuple[int, ...]] = {"float32": (8, 16, 32),
 # ulp or a few below 1 (the region where bce's gradient amplifies rounding most).
 SATURATING_LOGITS: Mapping[str, tuple[float, ...]] = {"float32": (12.0, 17.0, 24.0),
                                                        "float64": (30.0, 37.0, 45.0)}
-# exp overflows at 88.7 (float32) and 709.8 (float64); a shift-invariant op must not care.
-OVERFLOW_SHIFT: Mapping[str, tuple[float, ...]] = {"float32": (80.0, 96.0),
-                                                    "float64": (700.0, 720.0)}
+# exp overflows at 88.7 (float32) and 709.8 (float64): both shifts put a row's largest logit
+# just past it. A shift-invariant op must not care.
+OVERFLOW_SHIFT: Mapping[str, tuple[float, ...]] = {"float32": (90.0, 100.0),
+                                                    "float64": (712.0, 730.0)}
 _LOGIT_CONSUMERS = ("softmax", "log_softmax")
 # The losses that let each class apply (None: any), so that a case aimed at a class can
 # draw one of them (nll and kl_div end with log_softmax, a logit consumer).
@@ -164,32 +165,37 @@ LossKink = tuple[int, float, list[dict[str, Any]]]  # (output column, value, tra
 @st.composite
 def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
                 layer: Callable[[str], st.SearchStrategy[dict[str, Any]]],
-                aim: str | None = None) -> tuple[Spec, tuple[str, ...], LossKink | None]:
+                aim: str | None = None, prefer: Collection[str] = ()
+                ) -> tuple[Spec, tuple[str, ...], LossKink | None]:
     """Apply a drawn subset of the structural edge classes to a chain ``spec``.
 
     ``activations`` is the pool the spec was drawn from (an inserted kinked activation comes
     from it) and ``layer(name)`` draws an activation layer with options. Returns the new
     spec, the classes applied, and for ``loss_kink`` the output column whose target must
     equal what the trailing layers make of the given value (:func:`loss_kink_target`).
-    ``aim`` names a class to apply for sure when it applies.
+    ``aim`` names a class to apply for sure when it applies; a kink goes to an activation
+    of ``prefer`` (the ops a focused search names) when one of them has kinks.
     """
     raw = spec.to_dict()
     plan = _Plan(raw["layers"], spec.input_shape[0])
     dtype, loss = spec.dtype, spec.loss.type
     kinked = [a for a in sorted(activations) if _kinked(a, ACTIVATIONS[a].defaults())]
+    kinked = [a for a in kinked if a in prefer] or kinked
     applicable = [name for name, ok in (
         ("kink_beyond_input", bool(kinked) or bool(_kink_sites(plan.layers))
          or loss in ("l1", "smooth_l1")),
         ("near_overflow", _logit_consumer(plan.layers, loss) is not None),
         ("saturated", loss == "bce" or _saturating_input(plan.layers, loss) is not None),
         ("extreme_weights", True)) if ok]
-    # One applicable class for sure (a fair pick), each other applicable one at 1/2.
+    # One applicable class for sure (a fair pick), each other applicable one at 1/2; every
+    # one when focused (a focused search draws fewer edge cases, each with all it can have).
     first = aim if aim in applicable else applicable[draw(roll(len(applicable)))]
-    chosen = {name for name in applicable if name == first or draw(roll(2)) == 1}
+    chosen = {name for name in applicable
+              if name == first or bool(prefer) or draw(roll(2)) == 1}
     applied: list[str] = []
     kinks = "kink_beyond_input" in chosen
     if kinks and (loss not in ("l1", "smooth_l1") or draw(roll(2))):
-        sites = _kink_sites(plan.layers)
+        sites = [site for site in _kink_sites(plan.layers) if site["type"] in kinked]
         if not sites or draw(roll(2)):  # else a kinked activation after a random linear
             new = draw(st.sampled_from(kinked).flatmap(layer)) if kinked else {}
             if new and _kinked(new["type"], new):

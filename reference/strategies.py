@@ -456,7 +456,8 @@ def fuzz_cases(
     ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
     comparison with ``torch.autograd.gradcheck``).
 
-    Chains reach the edges (:mod:`reference.edge_strategies`): one chain in two gets some
+    Chains reach the edges (:mod:`reference.edge_strategies`): one chain in two (in four
+    when ``include`` focuses the cases) gets some
     of the structural edge classes, and chains draw batch sizes 1 and 256 and soft targets
     off the simplex on purpose; ``case.edges`` names what was drawn. ``edges=False`` draws
     typical cases only (to show which mistakes only the edges reveal).
@@ -479,7 +480,9 @@ def fuzz_cases(
         spec = draw(graphs(include=wanted, dtypes=dtypes))
         data = draw(graph_data(spec, max_batch=max_batch))
     else:
-        edgy = edges and draw(edge.roll(2)) == 0
+        # Half the chains; a quarter when focused on an op, so that a focused search
+        # (reference.zoo.fuzz_kill) keeps most of its budget for the op's typical inputs.
+        edgy = edges and draw(edge.roll(4 if include else 2)) == 0
         aim = edge.EDGE_CLASSES[draw(edge.roll(len(edge.EDGE_CLASSES)))] if edgy else None
         kwargs = dict(spec_kwargs)
         fitting = edge.LOSSES_FOR[aim] if aim is not None else None
@@ -491,7 +494,7 @@ def fuzz_cases(
         if edgy:
             pool = spec_kwargs.get("activations")
             spec, applied, kink = draw(edge.edged_specs(
-                spec, ACTIVATIONS if pool is None else pool, _activation_layer, aim))
+                spec, ACTIVATIONS if pool is None else pool, _activation_layer, aim, include))
         data, target_edges = draw(edge_datasets(spec, max_batch=max_batch, edges=edges,
                                                 soft=edgy, aim=aim))
         if kink is not None:
