@@ -179,8 +179,9 @@ def failure_report(outcome: Outcome, root: Path | None = None) -> tuple[str, str
     case = outcome.case
     paths = save_case(case, case_directory(case, root).resolve())
     command = reproduce_command(paths, case.protocol)
+    edges = f", edges: {', '.join(case.edges)}" if case.edges else ""
     lines = [f"engines disagree (protocol {case.protocol}, {case.spec.dtype}, "
-             f"{case.hidden_layers} hidden layers, batch {len(case.data.x)})",
+             f"{case.hidden_layers} hidden layers, batch {len(case.data.x)}{edges})",
              f"first divergence: {outcome.where}"]
     if outcome.record is not None:
         for t in outcome.record.failures[:6]:

@@ -193,7 +193,9 @@ def specs(
     activation_pool = sorted(activations if activations is not None else ACTIVATIONS)
     loss_pool = sorted(losses if losses is not None else LOSSES)
     wanted_loss = [name for name in include if name in LOSSES]
-    loss = wanted_loss[0] if wanted_loss else draw(st.sampled_from(loss_pool))
+    # A fair die, not sampled_from (which favours the first losses): a campaign of a few
+    # hundred cases must draw every loss (reference.fuzz.coverage_gaps).
+    loss = wanted_loss[0] if wanted_loss else loss_pool[draw(edge.roll(len(loss_pool)))]
     _, blocks_strategy, lead = _layer_strategies(tuple(activation_pool), max_width,
                                                    min_depth, max_depth)
     blocks = draw(blocks_strategy)
@@ -395,20 +397,40 @@ class OpFuzzCase:
     dy: np.ndarray
 
 
+@functools.cache
+def _saturated_probabilities(dtype: str) -> st.SearchStrategy[float]:
+    """0, 1 and the floats next to them: where bce's clamps (log >= -100, x(1 - x) >= 1e-12)
+    decide the result."""
+    tiny = float(np.finfo(dtype).tiny)
+    below_one = float(np.nextafter(np.array(1, dtype), np.array(0, dtype)))
+    return st.one_of(_floats(dtype, *OPS["bce"].domain),
+                     st.sampled_from((0.0, tiny, 1e-30, below_one, 1.0)))
+
+
 @st.composite
 def op_cases(draw: st.DrawFn, *, ops: Collection[str] | None = None,
-             dtypes: Sequence[str] = DTYPES, extreme: bool = False) -> OpFuzzCase:
-    """A registry op, options, an input (extreme magnitudes if asked), target and upstream."""
+             dtypes: Sequence[str] = DTYPES, extreme: bool = False,
+             edges: bool = True) -> OpFuzzCase:
+    """A registry op, options, an input (extreme magnitudes if asked), target and upstream.
+
+    With ``edges``, ``bce`` inputs include saturated probabilities (0, 1 and their
+    neighbours) and soft targets, half the time, rows off the simplex or with zeros.
+    """
     pool = sorted(ops if ops is not None else (stable_ops() if extreme else OPS))
     op = OPS[draw(st.sampled_from(pool))]
     dtype = draw(st.sampled_from(list(dtypes)))
     options = draw(op_options(op))
     shape = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
-    x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
+    if edges and op.name == "bce" and draw(edge.roll(2)):
+        x = draw(_arrays(dtype, shape, _saturated_probabilities(dtype)))
+    else:
+        x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
     target = None
     if op.kind == "loss":
         kind = draw(st.sampled_from(op.targets))
         target = draw(targets(kind, shape, dtype, options))
+        if edges and draw(edge.roll(2)):
+            target, _ = draw(edge.edge_targets(target, kind, options))
     # The upstream gradient has the output's shape, which only the op knows (a loss with
     # reduction 'none' gives (N,) or (N, C)); the registry's forward tells us.
     with np.errstate(all="ignore"):
@@ -483,20 +505,18 @@ def fuzz_cases(
         # Half the chains; a quarter when focused on an op, so that a focused search
         # (reference.zoo.fuzz_kill) keeps most of its budget for the op's typical inputs.
         edgy = edges and draw(edge.roll(4 if include else 2)) == 0
-        aim = edge.EDGE_CLASSES[draw(edge.roll(len(edge.EDGE_CLASSES)))] if edgy else None
         kwargs = dict(spec_kwargs)
-        fitting = edge.LOSSES_FOR[aim] if aim is not None else None
-        if fitting and "losses" not in kwargs and not set(include) & set(LOSSES):
-            # A loss the aimed class applies to: several belong to one or two losses.
-            kwargs["include"] = (*include, fitting[draw(edge.roll(len(fitting)))])
+        if edgy and "losses" not in kwargs and not set(include) & set(LOSSES):
+            faces = edge.EDGE_LOSS_FACES
+            kwargs["include"] = (*include, faces[draw(edge.roll(len(faces)))])
         spec = draw(specs(**kwargs))
         kink = None
         if edgy:
             pool = spec_kwargs.get("activations")
             spec, applied, kink = draw(edge.edged_specs(
-                spec, ACTIVATIONS if pool is None else pool, _activation_layer, aim, include))
+                spec, ACTIVATIONS if pool is None else pool, _activation_layer, None, include))
         data, target_edges = draw(edge_datasets(spec, max_batch=max_batch, edges=edges,
-                                                soft=edgy, aim=aim))
+                                                soft=edgy))
         if kink is not None:
             data = manual.make_data(spec, data.x, edge.loss_kink_target(data.y, kink,
                                                                         spec.dtype))
