@@ -25,7 +25,8 @@ spec allows it, inserting a layer when one is needed) and says which it applied:
   distribution rows that do not sum to 1, and exact zeros in them (``kl_div`` without
   ``log_target``, soft ``cross_entropy``).
 
-Batch sizes: :func:`batch_sizes` draws 1 and :data:`LARGE_BATCH` on purpose too; a large
+Batch sizes: :func:`batch_sizes` draws :data:`LARGE_BATCH` on purpose too (1 comes often
+enough by itself); a large
 batch's arrays come from a seeded generator (a Hypothesis array of 256 rows would cost more
 than the comparison). :func:`batch_classes` names a batch's classes for the campaign record.
 """
@@ -101,13 +102,16 @@ def batch_classes(batch: int) -> tuple[str, ...]:
 
 
 def batch_sizes(max_batch: int, edges: bool = True) -> st.SearchStrategy[int]:
-    """``[1, max_batch]``; with ``edges``, 1 and :data:`LARGE_BATCH` one time in six each
-    on purpose (face 0, the one Hypothesis favours, is the typical draw)."""
+    """``[1, max_batch]``; with ``edges``, :data:`LARGE_BATCH` one time in six on purpose.
+
+    Batch size 1 needs no help: Hypothesis draws the simplest integer, 1, for about a
+    third of the typical batches already (and a batch of one cannot show a mistake in a
+    mean, so more of them would weaken the rest of the search).
+    """
     typical = st.integers(1, max_batch)
     if not edges:
         return typical
-    return roll(6).flatmap(
-        lambda side: st.just(1) if side == 1 else st.just(LARGE_BATCH) if side == 2 else typical)
+    return roll(6).flatmap(lambda side: st.just(LARGE_BATCH) if side == 1 else typical)
 
 
 def _kinked(name: str, options: Mapping[str, Any]) -> tuple[float, ...]:
