@@ -324,5 +324,9 @@ def edge_targets(draw: st.DrawFn, y: np.ndarray, kind: str, options: Mapping[str
     if "unnormalised_target" in chosen:  # each row scaled: sums from 1/4 to 3, entries <= 1
         factor = rng.uniform(0.25, 3.0, size=(len(p), 1))
         p = p * np.minimum(factor, 1 / p.max(axis=-1, keepdims=True))
-    out = np.log(p) if logs else p
-    return out.astype(y.dtype), tuple(name for name in TARGET_EDGES if name in chosen)
+    out = (np.log(p) if logs else p).astype(y.dtype)
+    # Named by what the rows are (one class keeps its only entry; a factor may be near 1).
+    drawn = np.exp(out.astype(np.float64)) if logs else out.astype(np.float64)
+    present = {"zero_target": bool(np.any(drawn == 0)),
+               "unnormalised_target": not np.allclose(drawn.sum(axis=-1), 1, atol=1e-3)}
+    return out, tuple(name for name in TARGET_EDGES if present[name])
