@@ -8,7 +8,7 @@ ones: backpropagating ones through softmax tests nothing, since
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,35 @@ from reference.records import ComparisonRecord, TensorComparison
 from reference.run import Run, run_manual, run_torch
 
 
+def _dtype_name(dtype: np.dtype) -> str:
+    """``str(dtype)``, remembered (numpy builds the name afresh on every call)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
+
+
+_DTYPE_NAMES: dict[np.dtype, str] = {}
+
+
+def _fields(name: str | TensorName, got: np.ndarray, want: np.ndarray, tolerance: Tolerance,
+            keep_values: bool) -> dict[str, Any]:
+    """The fields of a comparison record that do not depend on the values' errors."""
+    base: dict[str, Any] = {"name": str(name), "shape": list(want.shape),
+                            "dtype": _dtype_name(want.dtype), "rtol": tolerance.rtol,
+                            "atol": tolerance.atol}
+    if keep_values:
+        base["manual"], base["reference"] = got.tolist(), want.tolist()
+    if isinstance(name, TensorName):
+        base.update(stage=name.stage, node=name.node, slot=name.slot, step=name.step)
+    return base
+
+
+def _both_nan_problem(count: int, size: int, at: list[int]) -> str:
+    return (f"NaN in both engines ({count} of {size} elements, first at {at}): a non-finite "
+            "result, not an agreement")
+
+
 def compare_arrays(
     name: str | TensorName, got: Any, want: Any, tolerance: Tolerance, keep_values: bool = True,
     *, equal_nan: bool = False,
@@ -38,11 +67,7 @@ def compare_arrays(
     """
     got, want = np.asarray(got), np.asarray(want)
     rtol, atol = tolerance.rtol, tolerance.atol
-    values = {"manual": got.tolist(), "reference": want.tolist()} if keep_values else {}
-    fields = {"stage": name.stage, "node": name.node, "slot": name.slot,
-              "step": name.step} if isinstance(name, TensorName) else {}
-    base = {"name": str(name), "shape": list(want.shape), "dtype": str(want.dtype),
-            "rtol": rtol, "atol": atol, **values, **fields}
+    base = _fields(name, got, want, tolerance, keep_values)
     problem = ""
     if got.shape != want.shape:
         problem = f"shape {got.shape} != reference {want.shape}"
@@ -61,20 +86,118 @@ def compare_arrays(
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error = np.where(np.isnan(error), np.inf, error)
-        relative = np.where(w != 0, error / np.abs(w), np.where(error == 0, 0.0, np.inf))
+        # No error is no error, even where the reference is NaN (equal_nan) or nothing is
+        # allowed (atol = rtol = 0): 0/0 there would fail an exact match.
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative = np.where(np.isnan(relative), np.inf, relative)
-        ratio = error / (atol + rtol * np.abs(np.where(np.isfinite(w), w, 0)))
+        allowed = atol + rtol * np.abs(np.where(np.isfinite(w), w, 0))
+        ratio = np.where(error == 0, 0.0, error / allowed)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     if not equal_nan and both_nan.any():
         at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
-        problem = (f"NaN in both engines ({int(both_nan.sum())} of {both_nan.size} elements, "
-                   f"first at {at}): a non-finite result, not an agreement")
+        problem = _both_nan_problem(int(both_nan.sum()), both_nan.size, at)
     return TensorComparison(
         max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
         tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
         passed=bool(ratio.max() <= 1.0), problem=problem,
         mismatched=int(np.count_nonzero(ratio > 1.0)), **base,
     )
+
+
+Comparand = tuple["str | TensorName", Any, Any, Tolerance]
+
+
+def _first_in_segments(flags: np.ndarray, starts: np.ndarray) -> list[int]:
+    """The offset, within each segment, of its first true flag (every segment has one)."""
+    positions = np.flatnonzero(flags)
+    found = np.minimum(np.searchsorted(positions, starts), len(positions) - 1)
+    return (positions[found] - starts).tolist()
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """``np.unravel_index(flat, shape)`` as a list of ints, for one index."""
+    index = []
+    for extent in reversed(shape):
+        flat, i = divmod(flat, extent)
+        index.append(i)
+    return index[::-1]
+
+
+def compare_all(items: Sequence[Comparand], keep_values: bool = True, *,
+                equal_nan: bool = False) -> list[TensorComparison]:
+    """``[compare_arrays(name, got, want, tolerance, keep_values) for ...]``, in a few numpy
+    passes over all of them at once.
+
+    Every pair of equal shape and numeric dtype, not empty, joins one flat float64 array per
+    side with per-element ``atol`` and ``rtol``; the errors and ratios are computed once,
+    and each tensor's maxima, counts and first worst element come from segment reductions
+    (``np.maximum.reduceat``). The records are exactly :func:`compare_arrays`'s (a test
+    holds them equal on hostile inputs); the other pairs go to it directly.
+    """
+    out: list[TensorComparison | None] = [None] * len(items)
+    batch: list[tuple[int, dict[str, Any], tuple[int, ...], int]] = []
+    gots, wants, atols, rtols = [], [], [], []
+    for i, (name, got, want, tolerance) in enumerate(items):
+        got, want = np.asarray(got), np.asarray(want)
+        if (got.shape != want.shape or got.dtype != want.dtype or want.size == 0
+                or want.dtype.kind not in "biuf"):
+            out[i] = compare_arrays(name, got, want, tolerance, keep_values,
+                                    equal_nan=equal_nan)
+            continue
+        batch.append((i, _fields(name, got, want, tolerance, keep_values), want.shape,
+                      want.size))
+        gots.append(got.reshape(-1))
+        wants.append(want.reshape(-1))
+        atols.append(tolerance.atol)
+        rtols.append(tolerance.rtol)
+    if batch:
+        flat = (np.concatenate(gots, dtype=np.float64, casting="unsafe"),
+                np.concatenate(wants, dtype=np.float64, casting="unsafe"))
+        for (i, base, shape, size), errors in zip(
+                batch, _batch_errors(flat, [b[3] for b in batch], atols, rtols, equal_nan),
+                strict=True):
+            abs_max, rel_max, ratio_max, worst, bad, nan_count, nan_at = errors
+            problem = _both_nan_problem(nan_count, size, _unravel(nan_at, shape)) \
+                if nan_count else ""
+            out[i] = TensorComparison(
+                max_abs_error=abs_max, max_rel_error=rel_max, tolerance_ratio=ratio_max,
+                worst_index=_unravel(worst, shape), passed=ratio_max <= 1.0, problem=problem,
+                mismatched=bad, **base)
+    return out  # type: ignore[return-value]
+
+
+def _batch_errors(flat: tuple[np.ndarray, np.ndarray], segment_sizes: list[int],
+                  atols: list[float], rtols: list[float], equal_nan: bool) -> Any:
+    """Per segment: max abs error, max rel error, max ratio, the ratio's first argmax,
+    elements over tolerance, NaN-in-both count and the first of them."""
+    g, w = flat
+    sizes = np.array(segment_sizes)
+    starts = np.zeros(len(sizes), dtype=np.intp)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    # The same element-wise arithmetic as compare_arrays, so the same bits.
+    both_nan = np.isnan(g) & np.isnan(w)
+    same = (g == w) | both_nan if equal_nan else g == w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error = np.where(same, 0.0, np.abs(g - w))
+        error[np.isnan(error)] = np.inf
+        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
+        relative[np.isnan(relative)] = np.inf
+        bound = np.repeat(np.array(atols), sizes) + np.repeat(np.array(rtols), sizes) * np.abs(
+            np.where(np.isfinite(w), w, 0))
+        ratio = np.where(error == 0, 0.0, error / bound)
+    worst_ratio = np.maximum.reduceat(ratio, starts)
+    # np.argmax's element: the first one equal to the maximum, or the first NaN.
+    worst = ratio == np.repeat(worst_ratio, sizes)
+    nan_worst = np.isnan(worst_ratio)
+    if nan_worst.any():
+        worst |= np.isnan(ratio) & np.repeat(nan_worst, sizes)
+    nans = np.add.reduceat(both_nan, starts, dtype=np.intp).tolist() \
+        if not equal_nan and both_nan.any() else [0] * len(sizes)
+    return zip(np.maximum.reduceat(error, starts).tolist(),
+               np.maximum.reduceat(relative, starts).tolist(), worst_ratio.tolist(),
+               _first_in_segments(worst, starts),
+               np.add.reduceat(ratio > 1.0, starts, dtype=np.intp).tolist(), nans,
+               _first_in_segments(both_nan, starts) if any(nans) else nans, strict=True)
 
 
 def cast_options(options: Mapping[str, Any], dtype: str) -> dict[str, Any]:
@@ -156,39 +279,55 @@ def first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str
     return next((name for name, tensor in by_name.items() if not tensor.passed), None)
 
 
+Where = tuple["TensorName | str", str, Any, str]  # name, Run field, key in it, pass
+
+
+def judged(spec: Spec) -> dict[str, Where]:
+    """Every tensor a run of ``spec`` is judged on, by printed name: its name, the
+    :class:`Run` field and key that hold it, and its pass (``forward`` or ``backward``)."""
+    index_inputs = {i.name for i in spec.inputs if i.kind == "index"}
+    items: list[Where] = [("forward: loss", "loss", None, "forward")]
+    for node in spec.nodes:
+        names = [node.name, *(f"{node.name}.{o}" for o in list(node.signature.outputs)[1:])]
+        items += [(TensorName("forward", n), "values", n, "forward") for n in names]
+        items += [(TensorName("state", node.name, k), "state", f"{node.name}.{k}", "forward")
+                  for k in node.signature.state]
+    items.append((grad_name(spec, spec.output), "grad_at", spec.output, "backward"))
+    items += [(TensorName("backward", n.name), "grad_at", n.name, "backward")
+              for n in spec.nodes if n.name != spec.output]
+    shared = spec.shared()
+    items += [(_edge_name(spec, node, j), "grad_in", (node.name, j), "backward")
+              for node in spec.nodes for j, ref in enumerate(node.inputs)
+              if ref in shared and ref not in index_inputs]
+    items += [(TensorName("backward", i.name), "grad_at", i.name, "backward")
+              for i in spec.inputs if i.kind == "real"]
+    items += [(TensorName("backward", node.name, k), "param_grads", f"{node.name}.{k}",
+               "backward") for node in spec.nodes for k in node.signature.params]
+    return {str(item[0]): item for item in items}
+
+
+def _value(run: Run, field: str, key: Any) -> Any:
+    return run.loss if key is None else getattr(run, field).get(key)
+
+
 def run_tensors(spec: Spec, run: Run) -> dict[str, tuple[TensorName | str, Any, str]]:
     """Every tensor a run of ``spec`` is judged on, by printed name: (name, value, pass).
 
     The names come from the spec, so two runs line up even where one lacks a value.
     """
-    index_inputs = {i.name for i in spec.inputs if i.kind == "index"}
-    items: list[tuple[TensorName | str, Any, str]] = [("forward: loss", run.loss, "forward")]
-    for node in spec.nodes:
-        names = [node.name, *(f"{node.name}.{o}" for o in list(node.signature.outputs)[1:])]
-        items += [(TensorName("forward", n), run.values.get(n), "forward") for n in names]
-        items += [(TensorName("state", node.name, k), run.state.get(f"{node.name}.{k}"),
-                   "forward") for k in node.signature.state]
-    items.append((grad_name(spec, spec.output), run.grad_at.get(spec.output), "backward"))
-    items += [(TensorName("backward", n.name), run.grad_at.get(n.name), "backward")
-              for n in spec.nodes if n.name != spec.output]
-    shared = spec.shared()
-    items += [(_edge_name(spec, node, j), run.grad_in.get((node.name, j)), "backward")
-              for node in spec.nodes for j, ref in enumerate(node.inputs)
-              if ref in shared and ref not in index_inputs]
-    items += [(TensorName("backward", i.name), run.grad_at.get(i.name), "backward")
-              for i in spec.inputs if i.kind == "real"]
-    items += [(TensorName("backward", node.name, k), run.param_grads.get(f"{node.name}.{k}"),
-               "backward") for node in spec.nodes for k in node.signature.params]
-    return {str(name): (name, value, stage) for name, value, stage in items}
+    return {printed: (name, _value(run, field, key), stage)
+            for printed, (name, field, key, stage) in judged(spec).items()}
 
 
-def compare_runs(spec: Spec, mine: Run, ref: Run, *, keep_values: bool = False
-                 ) -> list[TensorComparison]:
-    """Every tensor of two runs of ``spec``, compared (forward and backward tolerances apart)."""
-    tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
-    got = run_tensors(spec, mine)
-    return [compare_arrays(name, got[key][1], want, tolerances[stage], keep_values)
-            for key, (name, want, stage) in run_tensors(spec, ref).items()]
+def compare_runs(spec: Spec, mine: Run, ref: Run, *, keep_values: bool = False,
+                 tolerances: Mapping[str, Tolerance] | None = None) -> list[TensorComparison]:
+    """Every tensor of two runs of ``spec``, compared (forward and backward tolerances apart;
+    ``tolerances`` by pass when the caller has them already)."""
+    if tolerances is None:
+        tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
+    return compare_all([(name, _value(mine, field, key), _value(ref, field, key),
+                         tolerances[stage]) for name, field, key, stage in judged(spec).values()],
+                       keep_values)
 
 
 def compare_network(
@@ -215,12 +354,14 @@ def compare_network(
         noise = manual.draw_noise(spec, len(data.x))
     ref = run_torch(spec, data, params=params, state=state, dloss=dloss, noise=noise)
     mine = run_manual(spec, data, params=params, state=state, dloss=ref.dloss, noise=noise)
-    tensors = compare_runs(spec, mine, ref, keep_values=keep_values)
-    by_name = {t.name: t for t in tensors}
-    reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
+    tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
+    tensors = compare_runs(spec, mine, ref, keep_values=keep_values, tolerances=tolerances)
+    passed = all(t.passed for t in tensors)
+    divergence = None if passed else first_divergence(spec, {t.name: t for t in tensors})
+    reasons = {tolerance.reason for tolerance in tolerances.values()}
     return ComparisonRecord(
         subject=spec.name or "network", kind="network", dtype=spec.dtype, seed=spec.seed,
-        passed=all(t.passed for t in tensors), first_divergence=first_divergence(spec, by_name),
+        passed=passed, first_divergence=divergence,
         tolerance_reason="; ".join(sorted(reasons)), tensors=tensors, spec=spec.to_dict(),
     )
 
@@ -267,8 +408,8 @@ def compare_op(
         kind = ""
         y, cache = op.forward(x.copy(), **options)
         ty = fn(tx, **reference_options)
-    if dy is None:
-        dy = rng.standard_normal(np.shape(y)).astype(dtype)
+    if dy is None:  # of the reference's shape: a wrong-shaped output is then a verdict
+        dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
     dx = op.backward(dy.copy(), cache)
     ty.backward(torch.from_numpy(dy.copy()))
     tensors = [

@@ -194,10 +194,11 @@ def op_no_mutation(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | No
     arrays = {"x": x}
     if op.kind == "loss":
         arrays["target"] = sampling.target(op.targets[0], shape, rng, dtype, options)
+    before = {k: v.copy() for k, v in arrays.items()}  # before the forward: it may write too
+    if op.kind == "loss":
         out, cache = op.forward(x, arrays["target"], **options)
     else:
         out, cache = op.forward(x, **options)
-    before = {k: v.copy() for k, v in arrays.items()}
     arrays["dy"] = rng.standard_normal(np.shape(out)).astype(dtype)
     before["dy"] = arrays["dy"].copy()
     op.backward(arrays["dy"], cache)

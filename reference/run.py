@@ -77,8 +77,8 @@ def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = N
     if dloss is None:
         dloss = default_dloss(spec, np.shape(loss))
     net.backward(dloss)
-    grad_at = {name: net.grad_at.get(name, _zeros_like(value)) for name, value in
-               net.values.items()}
+    grad_at = {name: net.grad_at[name] if name in net.grad_at else _zeros_like(value)
+               for name, value in net.values.items()}
     shared = spec.shared()
     # An edge into a node that does not lead to the loss carries no gradient: zeros, as
     # PyTorch's (never-set) .grad reads.
@@ -103,10 +103,13 @@ def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = No
               state: Mapping[str, Array] | None = None, dloss: Any = None,
               noise: Mapping[str, Array] | None = None,
               net: mirror.TorchGraph | None = None) -> Run:
-    """One pass of the PyTorch mirror; every value keeps its gradient."""
+    """One pass of the PyTorch mirror; every value keeps its gradient. Without ``net``, the
+    mirror is lent by :func:`reference.mirror.lend` (reset modules of an earlier case of the
+    same structure)."""
     if net is None:
-        net = mirror.build(spec, params, state)
-    net.zero_grad(set_to_none=False)
+        net = mirror.lend(spec, params, state)
+    else:
+        net.zero_grad(set_to_none=False)
     arrays, feed = data.feed(spec), {}
     for item in spec.inputs:
         tensor = torch.from_numpy(arrays[item.name].copy())

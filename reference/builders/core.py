@@ -12,10 +12,19 @@ from manual.layers.info import LayerInfo, Shape, Signature
 from reference.engine import TorchActivation
 
 
+class SlotLinear(nn.Linear):
+    """``nn.Linear`` without its random initialisation: the weight and bias are slots, which
+    the mirror always copies in, so drawing them first is wasted (half of the construction
+    time of a small layer) and would consume torch's global generator for nothing."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 def linear(info: LayerInfo, options: Mapping[str, Any], signature: Signature,
            input_shapes: tuple[Shape, ...], dtype: torch.dtype) -> nn.Module:
-    return nn.Linear(input_shapes[0][-1], options["out_features"],
-                     bias="bias" in signature.params, dtype=dtype)
+    return SlotLinear(input_shapes[0][-1], options["out_features"],
+                      bias="bias" in signature.params, dtype=dtype)
 
 
 def activation(info: LayerInfo, options: Mapping[str, Any], signature: Signature,

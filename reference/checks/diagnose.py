@@ -20,8 +20,8 @@ from manual.registry import Tolerance
 from reference.compare import compare_arrays
 from reference.records import TensorComparison
 
-# Unchanged means bit for bit (atol = the smallest normal float, so that 0 / atol is 0).
-EXACT = Tolerance(0.0, float(np.finfo(np.float64).tiny), "exact: the array must be unchanged")
+# Unchanged means equal element for element: zero tolerance (an exact match has ratio 0).
+EXACT = Tolerance(0.0, 0.0, "exact: the array must be unchanged")
 # Ratios of one constant factor agree to this relative spread (float32 rounding included).
 FACTOR_SPREAD = 1e-4
 

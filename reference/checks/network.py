@@ -117,6 +117,9 @@ def check_network(
     start = dict(manual.initial_parameters(spec) if params is None else params)
     reference = _reference_values(spec, data, start, dloss)
     values = {name: value for name, (value, _) in reference.items()}
+    if not mine:  # nothing handed in would pass vacuously
+        raise ValueError(f"mine: no tensors given; names: "
+                         f"{', '.join(n for n in order(spec) if n in values)}")
     unknown = sorted(set(mine) - set(values))
     if unknown:
         raise ValueError(f"mine: no tensor {unknown[0]!r} in this spec; names: "
