@@ -38,12 +38,13 @@ from reference.rounding import rounding_excuse
 from reference.strategies import FuzzCase, OpFuzzCase
 
 DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
-# Below this many cases a campaign's coverage is not judged. Hypothesis draws in clumps (it
-# mutates earlier examples), so the rarest items come far below their expected count:
-# over 50 campaign seeds (100-149) of 500 cases in the default 8 shards (drawn, not run),
-# none missed anything; the rarest op was still drawn 1 to 30 times, the rarest edge class
-# (zero_target) 2 to 39 times, a large batch 12 to 49 times. At 300 cases the rarest op
-# was down to one case in 3 of 20 seeds; at 200, one of 20 seeds missed an op.
+# Below this many cases a campaign's coverage is not judged. Hypothesis draws in clumps (each
+# shard mutates its own earlier examples), so the rarest items come far below their expected
+# count. Measured on the default 8 shards, drawn and not run (campaign seeds 100-149): at 500
+# cases 1 seed of 50 missed an op (nll; the rarest op was otherwise drawn 1 to 30 times),
+# every edge class was drawn at least 4 times and a large batch at least 8 times; at 800 cases
+# 1 seed of 25 still missed nll; at 200 cases, 1 of 20 missed an op. So a gap named at 500 is
+# a real gap of the draws most of the time, but can be bad luck: rerun with another seed.
 COVERAGE_MIN_CASES = 500
 
 
