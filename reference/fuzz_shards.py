@@ -123,7 +123,8 @@ def merge(records: Iterable[CampaignRecord], examples: int, seed: int, shards: i
         out.rounding_excused += record.rounding_excused
         out.rounding_examples = (out.rounding_examples + record.rounding_examples)[:5]
         for total, part in ((out.ops, record.ops), (out.dtypes, record.dtypes),
-                            (out.protocols, record.protocols), (out.depths, record.depths)):
+                            (out.protocols, record.protocols), (out.depths, record.depths),
+                            (out.batches, record.batches), (out.edges, record.edges)):
             for key, n in part.items():
                 total[key] = total.get(key, 0) + n
         for op, by_dtype in record.largest_error.items():
@@ -136,7 +137,7 @@ def merge(records: Iterable[CampaignRecord], examples: int, seed: int, shards: i
         out.failures += record.failures
         if record.stopped:
             reasons.append(record.stopped.split(" after ")[0])
-    for counter in ("ops", "dtypes", "protocols", "depths"):
+    for counter in ("ops", "dtypes", "protocols", "depths", "batches", "edges"):
         setattr(out, counter, dict(sorted(getattr(out, counter).items())))
     out.largest_error = {op: dict(sorted(by.items())) for op, by in
                          sorted(out.largest_error.items())}

@@ -43,7 +43,8 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
-from reference import sequence_graphs
+from reference import edge_strategies as edge
+from reference import sampling, sequence_graphs
 from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
 from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
 from reference.layer_graphs import layer_graphs, layers_with_samples
@@ -52,6 +53,11 @@ from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 # Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
 # stable formulas never take exp of a positive number, so 1e4 is safe in float64.
 EXTREME_LIMIT: Mapping[str, float] = {"float32": 80.0, "float64": 1e4}
+# Shift-invariant ops (a row plus a constant gives the same softmax) are also drawn with
+# every row offset this far: past exp's overflow by orders of magnitude, and where the low
+# bits of a large maximum must not leak into the result (log-softmax as (x - m) - log s).
+SHIFT_INVARIANT = ("softmax", "log_softmax", "cross_entropy")
+EXTREME_OFFSET: Mapping[str, float] = {"float32": 1e3, "float64": 1e6}
 DEFAULT_DOMAIN = (-4.0, 4.0)
 # Where the oracle itself is inexact, fuzz only the option values it gets right.
 # PyTorch's float64 celu backward rounds 1/alpha to float32: a relative error up to
@@ -187,7 +193,9 @@ def specs(
     activation_pool = sorted(activations if activations is not None else ACTIVATIONS)
     loss_pool = sorted(losses if losses is not None else LOSSES)
     wanted_loss = [name for name in include if name in LOSSES]
-    loss = wanted_loss[0] if wanted_loss else draw(st.sampled_from(loss_pool))
+    # A fair die, not sampled_from (which favours the first losses): a campaign of a few
+    # hundred cases must draw every loss (reference.fuzz.coverage_gaps).
+    loss = wanted_loss[0] if wanted_loss else loss_pool[draw(edge.roll(len(loss_pool)))]
     _, blocks_strategy, lead = _layer_strategies(tuple(activation_pool), max_width,
                                                    min_depth, max_depth)
     blocks = draw(blocks_strategy)
@@ -293,31 +301,59 @@ def _class_labels(classes: int) -> st.SearchStrategy[int]:
     return st.integers(0, classes - 1)
 
 
-@st.composite
-def datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32) -> Data:
+def datasets(spec: Spec, max_batch: int = 32) -> st.SearchStrategy[Data]:
     """``x`` of shape ``(N, D)``, ``N`` in ``[1, max_batch]``, and a target for the loss.
 
     ``x`` lies in the domain of the first layer when it is an activation (its kink
     points included), else in [-4, 4].
     """
-    n = draw(st.integers(1, max_batch))
+    return edge_datasets(spec, max_batch, edges=False).map(lambda pair: pair[0])
+
+
+@st.composite
+def edge_datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32, edges: bool = True,
+                  soft: bool = False, aim: str | None = None
+                  ) -> tuple[Data, tuple[str, ...]]:
+    """As :func:`datasets`; with ``edges``, batch sizes 1 and
+    :data:`~reference.edge_strategies.LARGE_BATCH` on purpose and, half the time, soft
+    targets that do not sum to 1 or hold zeros (always, with ``soft``, and soft targets
+    whenever the loss takes them). Returns the data and the target edge classes.
+    """
+    n = draw(edge.batch_sizes(max_batch, edges))
     first = spec.layers[0] if spec.layers else None
     op = ACTIVATIONS.get(first.type) if first is not None else None
     options = dict(first.options) if (first is not None and op is not None) else {}
     shape = (n, spec.input_shape[0])
-    x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
+    rng = None
+    if n >= edge.LARGE_BATCH:  # from a drawn seed: Hypothesis arrays this size cost seconds
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        low, high = op.domain if op is not None else DEFAULT_DOMAIN
+        x = rng.uniform(low, high, shape)
+        kinks = [k for k in (op.kinks(options) if op else ()) if low <= k <= high]
+        if kinks:  # as the drawn arrays: kink points mixed in
+            x = np.where(rng.random(shape) < 0.25, rng.choice(kinks, shape), x)
+        x = x.astype(spec.dtype)
+    else:
+        x = draw(_arrays(spec.dtype, shape, _domain_values(op, spec.dtype, options)))
     loss = LOSSES[spec.loss.type]
     ignored = spec.loss.options.get("ignore_index", -100)
     # PyTorch refuses an ignore_index with probability targets: draw class indices then.
     kinds = [k for k in loss.targets if ignored < 0 or k == "class_index"]
-    kind = draw(st.sampled_from(kinds))
-    y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    soft_kinds = [k for k in kinds if k in ("class_probability", "distribution")]
+    kind = soft_kinds[0] if soft and soft_kinds else draw(st.sampled_from(kinds))
+    if rng is not None:
+        y = sampling.target(kind, (n, spec.output_width), rng, spec.dtype, spec.loss.options)
+    else:
+        y = draw(targets(kind, (n, spec.output_width), spec.dtype, spec.loss.options))
+    target_edges: tuple[str, ...] = ()
+    if edges and kind in soft_kinds and (soft or draw(edge.roll(2))):
+        y, target_edges = draw(edge.edge_targets(y, kind, spec.loss.options, aim))
     if ignored >= 0 and kind == "class_index":  # hit the ignored class, not by luck alone
         y = np.where(draw(hnp.arrays(np.bool_, (n,))), ignored, y)
     # Every target ignored makes a mean of no terms, NaN in both engines: not a comparison.
     assume(ignored < 0 or kind != "class_index" or bool(np.any(y != ignored))
            or spec.loss.options.get("reduction", "mean") != "mean")
-    return manual.make_data(spec, x, y)
+    return manual.make_data(spec, x, y), target_edges
 
 
 def stable_ops() -> list[str]:
@@ -330,7 +366,8 @@ def stable_ops() -> list[str]:
 
 def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Mapping[str, Any]
               | None = None, *, extreme: bool = False) -> st.SearchStrategy[np.ndarray]:
-    """An input for ``op`` alone; ``extreme`` widens the domain to ``±EXTREME_LIMIT[dtype]``."""
+    """An input for ``op`` alone; ``extreme`` widens the domain to ``±EXTREME_LIMIT[dtype]``
+    and, for a shift-invariant op, offsets each row by 0 or ``±EXTREME_OFFSET[dtype]``."""
     op = OPS[op] if isinstance(op, str) else op
     domain = None
     if extreme:
@@ -340,7 +377,12 @@ def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Map
         limit = EXTREME_LIMIT[dtype]
         domain = (-limit, limit)
     elements = _domain_values(op, dtype, options or {}, domain)
-    return hnp.arrays(dtype, shape, elements=elements)
+    arrays = hnp.arrays(dtype, shape, elements=elements)
+    if not extreme or op.name not in SHIFT_INVARIANT:
+        return arrays
+    big = EXTREME_OFFSET[dtype]
+    offsets = hnp.arrays(dtype, (shape[0], 1), elements=st.sampled_from((0.0, big, -big)))
+    return st.tuples(arrays, offsets).map(lambda pair: (pair[0] + pair[1]).astype(dtype))
 
 
 @dataclass(frozen=True)
@@ -355,20 +397,40 @@ class OpFuzzCase:
     dy: np.ndarray
 
 
+@functools.cache
+def _saturated_probabilities(dtype: str) -> st.SearchStrategy[float]:
+    """0, 1 and the floats next to them: where bce's clamps (log >= -100, x(1 - x) >= 1e-12)
+    decide the result."""
+    tiny = float(np.finfo(dtype).tiny)
+    below_one = float(np.nextafter(np.array(1, dtype), np.array(0, dtype)))
+    return st.one_of(_floats(dtype, *OPS["bce"].domain),
+                     st.sampled_from((0.0, tiny, 1e-30, below_one, 1.0)))
+
+
 @st.composite
 def op_cases(draw: st.DrawFn, *, ops: Collection[str] | None = None,
-             dtypes: Sequence[str] = DTYPES, extreme: bool = False) -> OpFuzzCase:
-    """A registry op, options, an input (extreme magnitudes if asked), target and upstream."""
+             dtypes: Sequence[str] = DTYPES, extreme: bool = False,
+             edges: bool = True) -> OpFuzzCase:
+    """A registry op, options, an input (extreme magnitudes if asked), target and upstream.
+
+    With ``edges``, ``bce`` inputs include saturated probabilities (0, 1 and their
+    neighbours) and soft targets, half the time, rows off the simplex or with zeros.
+    """
     pool = sorted(ops if ops is not None else (stable_ops() if extreme else OPS))
     op = OPS[draw(st.sampled_from(pool))]
     dtype = draw(st.sampled_from(list(dtypes)))
     options = draw(op_options(op))
     shape = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
-    x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
+    if edges and op.name == "bce" and draw(edge.roll(2)):
+        x = draw(_arrays(dtype, shape, _saturated_probabilities(dtype)))
+    else:
+        x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
     target = None
     if op.kind == "loss":
         kind = draw(st.sampled_from(op.targets))
         target = draw(targets(kind, shape, dtype, options))
+        if edges and draw(edge.roll(2)):
+            target, _ = draw(edge.edge_targets(target, kind, options))
     # The upstream gradient has the output's shape, which only the op knows (a loss with
     # reduction 'none' gives (N,) or (N, C)); the registry's forward tells us.
     with np.errstate(all="ignore"):
@@ -385,6 +447,7 @@ class FuzzCase:
     spec: Spec
     data: Data
     protocol: str = "single"
+    edges: tuple[str, ...] = ()  # the edge classes drawn (reference.edge_strategies)
 
     @property
     def hidden_layers(self) -> int:
@@ -399,6 +462,7 @@ def fuzz_cases(
     protocols: Sequence[str] | None = None,
     max_batch: int = 32,
     graphs_too: bool = True,
+    edges: bool = True,
     **spec_kwargs: Any,
 ) -> FuzzCase:
     """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
@@ -413,6 +477,12 @@ def fuzz_cases(
     layer: half of them in composed nets).
     ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
     comparison with ``torch.autograd.gradcheck``).
+
+    Chains reach the edges (:mod:`reference.edge_strategies`): one chain in two (in four
+    when ``include`` focuses the cases) gets some
+    of the structural edge classes, and chains draw batch sizes 1 and 256 and soft targets
+    off the simplex on purpose; ``case.edges`` names what was drawn. ``edges=False`` draws
+    typical cases only (to show which mistakes only the edges reveal).
     """
     from reference.conformance import PROTOCOLS
 
@@ -421,6 +491,7 @@ def fuzz_cases(
     layers = tuple(op for op in include if op in layers_with_samples())
     dtypes = tuple(spec_kwargs.get("dtypes", DTYPES))
     shape = draw(st.integers(0, 7)) if graphs_too and not include else -1
+    applied: tuple[str, ...] = ()
     if shape == 2 or (bool(set(layers) & set(CONV_NET_LAYERS)) and draw(st.booleans())):
         spec, data = draw(conv_nets(dtypes=dtypes, include=layers))
     elif shape == 3 or (sequence_graphs.focused(include) and draw(st.booleans())):
@@ -431,10 +502,27 @@ def fuzz_cases(
         spec = draw(graphs(include=wanted, dtypes=dtypes))
         data = draw(graph_data(spec, max_batch=max_batch))
     else:
-        spec = draw(specs(**spec_kwargs))
-        data = draw(datasets(spec, max_batch=max_batch))
+        # Half the chains; a quarter when focused on an op, so that a focused search
+        # (reference.zoo.fuzz_kill) keeps most of its budget for the op's typical inputs.
+        edgy = edges and draw(edge.roll(4 if include else 2)) == 0
+        kwargs = dict(spec_kwargs)
+        if edgy and "losses" not in kwargs and not set(include) & set(LOSSES):
+            faces = edge.EDGE_LOSS_FACES
+            kwargs["include"] = (*include, faces[draw(edge.roll(len(faces)))])
+        spec = draw(specs(**kwargs))
+        kink = None
+        if edgy:
+            pool = spec_kwargs.get("activations")
+            spec, applied, kink = draw(edge.edged_specs(
+                spec, ACTIVATIONS if pool is None else pool, _activation_layer, None, include))
+        data, target_edges = draw(edge_datasets(spec, max_batch=max_batch, edges=edges,
+                                                soft=edgy))
+        if kink is not None:
+            data = manual.make_data(spec, data.x, edge.loss_kink_target(data.y, kink,
+                                                                        spec.dtype))
+        applied = (*applied, *target_edges)
     pool = list(protocols or PROTOCOLS)
     # sampled_from would favour the first protocol heavily; a wide integer spreads the
     # draws evenly and still shrinks toward the first (the single pass).
     protocol = pool[draw(st.integers(0, 2**16 - 1)) % len(pool)]
-    return FuzzCase(spec, data, protocol)
+    return FuzzCase(spec, data, protocol, applied)

@@ -47,7 +47,9 @@ def test_campaign_record_round_trips_through_json(campaign: CampaignRecord) -> N
 def test_campaign_shrinks_and_records_a_failure(tmp_path: Path) -> None:
     mutant = zoo.ZOO["tanh_one_minus_y"]
     with mutant.inject():
-        record = run_campaign(60, seed=0, strategy=hst.fuzz_cases(include=("tanh",)),
+        # Typical cases only: shrinking an edge case (explicit weights) costs ten times more.
+        record = run_campaign(60, seed=0, strategy=hst.fuzz_cases(include=("tanh",),
+                                                                  edges=False),
                               failure_root=tmp_path)
     assert not record.passed
     (failure,) = record.failures

@@ -178,6 +178,7 @@ def test_random_networks_with_a_mutated_linear_backward_fail_both_checkers(
 @pytest.mark.fuzz
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(case=hst.fuzz_cases(dtypes=("float64",), max_depth=3, max_width=6, max_batch=4,
+                           edges=False,  # saturated/extreme nets: finite differences break
                            protocols=("single",), graphs_too=False))
 def test_fuzzed_networks_reach_torchs_verdict_wherever_no_kink_is_crossed(case: Any) -> None:
     """Correct code passes here always; torch agrees unless a perturbation crosses a kink,

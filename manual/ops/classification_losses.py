@@ -204,7 +204,7 @@ def cross_entropy_forward(
     targets.check_class_weight("cross_entropy", w, classes)
     is_index = targets.check_class_target("cross_entropy", x.shape, target, ignore_index, True)
     rows = classes_last(x)
-    log_p = rows - numerics.logsumexp(rows, axis=-1)
+    log_p = numerics.log_softmax(rows, axis=-1)
     eps = x.dtype.type(label_smoothing)
     if is_index:
         flat = target.reshape(-1)

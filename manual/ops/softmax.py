@@ -42,7 +42,7 @@ def log_softmax_forward(x: Array, dim: int = -1) -> tuple[Array, SoftmaxCache]:
         y_i = x_i - \log \sum_j e^{x_j}, \qquad
         \frac{\partial L}{\partial x_i} = g_i - e^{y_i} \sum_j g_j
     """
-    y = x - numerics.logsumexp(x, axis=dim)
+    y = numerics.log_softmax(x, axis=dim)  # (x - max) - log-sum: no rounding of a large max
     return y, SoftmaxCache(y, dim)
 
 

@@ -13,8 +13,12 @@ cases run so far is written.
 The campaign is split into --shards deterministic shards (default 8, each its own seed
 and Hypothesis run; :mod:`reference.fuzz_shards`), run one after another here, on
 --workers local processes, or on the Dask cluster at --scheduler; the merged record is the
-same for any number of workers (apart from its wall time). Exit 0 when everything agrees,
-1 on a failure, 2 on bad input, 130 when interrupted (after writing the partial record).
+same for any number of workers (apart from its wall time). A campaign of at least 500
+cases must also have drawn both dtypes, every registry op, batch sizes 1, above 1 and large
+and every edge class (:func:`reference.fuzz.coverage_gaps`): if not, it fails naming what
+is missing; a smaller campaign says its coverage was not judged. Exit 0 when everything
+agrees, 1 on a failure or a coverage gap, 2 on bad input, 130 when interrupted (after writing
+the partial record).
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from reference.fuzz import summary_line
+    from reference.fuzz import coverage_verdict, summary_line
     from reference.fuzz_shards import DEFAULT_SHARDS, run_sharded
 
     with tqdm(total=args.examples, desc="fuzz", unit="case", file=sys.stderr,
@@ -124,4 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"backprop-harness: {record.stopped}; the partial record is written",
               file=sys.stderr)
         return 130
-    return 0 if record.passed else 1
+    covered, verdict = coverage_verdict(record)
+    quiet = args.json or args.out == STDOUT  # standard output holds the JSON record alone
+    print(verdict, file=sys.stderr if quiet or not covered else sys.stdout)
+    return 0 if record.passed and covered else 1
