@@ -61,7 +61,9 @@ def relu_forward(x: Array) -> tuple[Array, OutputCache]:
 
 
 def relu_backward(dy: Array, cache: OutputCache) -> Array:
-    return np.where(cache.y > 0, dy, 0).astype(dy.dtype, copy=False)
+    # Written as "zero where y <= 0" (PyTorch's threshold_backward), not "dy where y > 0",
+    # so that a NaN input passes its gradient through as PyTorch's does.
+    return np.where(cache.y <= 0, 0, dy).astype(dy.dtype, copy=False)
 
 
 def leaky_relu_forward(x: Array, negative_slope: float = 0.01) -> tuple[Array, SlopeCache]:
@@ -134,6 +136,8 @@ def celu_forward(x: Array, alpha: float = 1.0) -> tuple[Array, EluCache]:
 def elu_backward(dy: Array, cache: EluCache) -> Array:
     x, alpha, scale, input_scale = cache
     negative = np.exp(np.minimum(x, 0) * input_scale) * (alpha * scale * input_scale)
+    # At a NaN input PyTorch's vectorised kernel gives NaN and its scalar tail ``scale``; this
+    # gives NaN, what the body of any tensor longer than a vector register gets.
     return dy * np.where(x > 0, scale, negative).astype(dy.dtype, copy=False)
 
 
@@ -156,6 +160,8 @@ def hardtanh_forward(
 
 
 def hardtanh_backward(dy: Array, cache: BoundsCache) -> Array:
+    # At a NaN input PyTorch's vectorised kernel gives 0 and its scalar tail dy; this gives
+    # 0, what the body of any tensor longer than a vector register gets.
     inside = (cache.x > cache.min_val) & (cache.x < cache.max_val)
     return np.where(inside, dy, 0).astype(dy.dtype, copy=False)
 
@@ -192,4 +198,5 @@ def hardswish_forward(x: Array) -> tuple[Array, InputCache]:
 def hardswish_backward(dy: Array, cache: InputCache) -> Array:
     x = cache.x
     middle = dy * (x / 3 + 0.5)
-    return np.where(x <= -3, 0, np.where(x < 3, middle, dy)).astype(dy.dtype, copy=False)
+    # The middle branch unless x <= -3 or x >= 3: NaN there gives NaN, as PyTorch's kernel.
+    return np.where(x <= -3, 0, np.where(x >= 3, dy, middle)).astype(dy.dtype, copy=False)
