@@ -28,10 +28,13 @@ import multiprocessing
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hypothesis.errors import HypothesisDeprecationWarning
 
 from manual.random import stream
 from manual.registry import ACTIVATIONS, LOSSES
@@ -104,7 +107,13 @@ def _start_local_worker() -> None:
 def _run_shard_on_dask(shard: Shard, failure_root: str | None,
                        deadline: float | None) -> CampaignRecord:
     limit_worker_threads()  # a Dask worker has no initializer of ours; this is idempotent
-    return run_shard(shard, failure_root, deadline)
+    with warnings.catch_warnings():
+        # Hypothesis warns when the global `random` state moves during a draw. In a Dask
+        # worker, Dask's own threads run beside the task and move it; the strategies never
+        # do (the same shards in-process or in a local pool give no such warning).
+        warnings.filterwarnings("ignore", message="Do not use the `random` module inside",
+                                category=HypothesisDeprecationWarning)
+        return run_shard(shard, failure_root, deadline)
 
 
 # ---- merging -----------------------------------------------------------------------------
