@@ -5,6 +5,8 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import multiprocessing
+import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,10 +76,26 @@ def test_in_process_shards_cover_the_campaign(in_process: CampaignRecord) -> Non
     assert not in_process.stopped
 
 
-def test_two_local_workers_give_the_in_process_record(in_process: CampaignRecord) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_two_local_workers_give_the_in_process_record(in_process: CampaignRecord, method: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fuzz_shards, "start_method", lambda: method)
     pooled = run_sharded(24, seed=3, shards=4, workers=2)
     assert _timeless(pooled) == _timeless(in_process)
     assert not multiprocessing.active_children()
+
+
+def test_workers_are_forked_only_from_a_single_threaded_process() -> None:
+    alone = len(os.listdir("/proc/self/task")) == 1
+    assert fuzz_shards.start_method() == ("fork" if alone else "spawn")
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert fuzz_shards.start_method() == "spawn"
+    finally:
+        release.set()
+        other.join()
 
 
 def test_fuzz_command_records_do_not_depend_on_workers(
