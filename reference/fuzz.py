@@ -436,7 +436,9 @@ def coverage_verdict(record: CampaignRecord, min_cases: int = COVERAGE_MIN_CASES
         return True, (f"coverage not judged: {record.cases} cases, fewer than {min_cases}")
     gaps = coverage_gaps(record)
     if gaps:
-        return False, f"coverage: {record.cases} cases never drew {', '.join(gaps)}"
+        return False, (f"coverage: {record.cases} cases never drew {', '.join(gaps)} (an op "
+                       f"missed at this size can be the draws' bad luck, about one seed in 50 "
+                       f"at 500 cases: rerun with another --seed or more --examples to tell)")
     return True, (f"coverage: both dtypes, every op, batch sizes 1, >1 and large and every "
                   f"edge class drawn in {record.cases} cases")
 
