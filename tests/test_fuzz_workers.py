@@ -246,3 +246,19 @@ def test_unreachable_scheduler_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ValueError, match="cannot reach a Dask scheduler"):
         fuzz_shards._DaskPool("tcp://127.0.0.1:1")
 
+
+
+def test_a_long_campaign_tops_up_the_ops_it_never_drew(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 12 cases leave ops undrawn; judged as a long campaign, each gets focused cases.
+    monkeypatch.setattr(fuzz_shards, "COVERAGE_MIN_CASES", 13)  # not long: no top-up
+    bare = run_sharded(12, seed=5, shards=2, workers=1)
+    assert not bare.topped_up and bare.cases == 12
+    missing = sorted(set(bare.uncovered))
+    assert missing, "the short campaign should leave ops undrawn"
+    monkeypatch.setattr(fuzz_shards, "COVERAGE_MIN_CASES", 10)
+    topped = run_sharded(12, seed=5, shards=2, workers=1)
+    assert topped.passed and topped.topped_up == missing and topped.uncovered == []
+    assert topped.cases == 12 + fuzz_shards.TOP_UP_CASES * len(missing)
+    assert all(topped.ops[op] >= 1 for op in missing)
+    pooled = run_sharded(12, seed=5, shards=2, workers=2)
+    assert _timeless(pooled) == _timeless(topped)

@@ -15,8 +15,9 @@ and Hypothesis run; :mod:`reference.fuzz_shards`), run one after another here, o
 --workers local processes, or on the Dask cluster at --scheduler; the merged record is the
 same for any number of workers (apart from its wall time). A campaign of at least 500
 cases must also have drawn both dtypes, every registry op, batch sizes 1, above 1 and large
-and every edge class (:func:`reference.fuzz.coverage_gaps`): if not, it fails naming what
-is missing; a smaller campaign says its coverage was not judged. Exit 0 when everything
+and every edge class (:func:`reference.fuzz.coverage_gaps`; ops it never drew get focused
+cases first, :func:`reference.fuzz_shards.top_up`): if not, it fails naming what is missing;
+a smaller campaign says its coverage was not judged. Exit 0 when everything
 agrees, 1 on a failure or a coverage gap, 2 on bad input, 130 when interrupted (after writing
 the partial record).
 """
