@@ -66,42 +66,20 @@ def compare_arrays(
     on both sides is then its own verdict, a failure whose ``problem`` says so.
     """
     got, want = np.asarray(got), np.asarray(want)
-    rtol, atol = tolerance.rtol, tolerance.atol
-    base = _fields(name, got, want, tolerance, keep_values)
     problem = ""
     if got.shape != want.shape:
         problem = f"shape {got.shape} != reference {want.shape}"
     elif got.dtype != want.dtype:
         problem = f"dtype {got.dtype} != reference {want.dtype}"
+    elif want.size:  # the values: compare_all computes the rule, for one tensor or many
+        return compare_all([(name, got, want, tolerance)], keep_values, equal_nan=equal_nan)[0]
+    base = _fields(name, got, want, tolerance, keep_values)
     if problem:
         return TensorComparison(max_abs_error=np.inf, max_rel_error=np.inf,
                                 tolerance_ratio=np.inf, worst_index=[], passed=False,
                                 problem=problem, **base)
-    if want.size == 0:
-        return TensorComparison(max_abs_error=0.0, max_rel_error=0.0, tolerance_ratio=0.0,
-                                worst_index=[], passed=True, **base)
-    g, w = got.astype(np.float64), want.astype(np.float64)
-    both_nan = np.isnan(g) & np.isnan(w)
-    same = (g == w) | (both_nan if equal_nan else False)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error = np.where(same, 0.0, np.abs(g - w))
-        error = np.where(np.isnan(error), np.inf, error)
-        # No error is no error, even where the reference is NaN (equal_nan) or nothing is
-        # allowed (atol = rtol = 0): 0/0 there would fail an exact match.
-        relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
-        relative = np.where(np.isnan(relative), np.inf, relative)
-        allowed = atol + rtol * np.abs(np.where(np.isfinite(w), w, 0))
-        ratio = np.where(error == 0, 0.0, error / allowed)
-    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    if not equal_nan and both_nan.any():
-        at = [int(i) for i in np.unravel_index(int(np.argmax(both_nan)), both_nan.shape)]
-        problem = _both_nan_problem(int(both_nan.sum()), both_nan.size, at)
-    return TensorComparison(
-        max_abs_error=float(error.max()), max_rel_error=float(relative.max()),
-        tolerance_ratio=float(ratio.max()), worst_index=[int(i) for i in worst],
-        passed=bool(ratio.max() <= 1.0), problem=problem,
-        mismatched=int(np.count_nonzero(ratio > 1.0)), **base,
-    )
+    return TensorComparison(max_abs_error=0.0, max_rel_error=0.0, tolerance_ratio=0.0,
+                            worst_index=[], passed=True, **base)
 
 
 Comparand = tuple["str | TensorName", Any, Any, Tolerance]
@@ -126,21 +104,20 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
 def compare_all(items: Sequence[Comparand], keep_values: bool = True, *,
                 equal_nan: bool = False) -> list[TensorComparison]:
     """``[compare_arrays(name, got, want, tolerance, keep_values) for ...]``, in a few numpy
-    passes over all of them at once.
+    passes over all of them at once: the one place the values rule is computed.
 
-    Every pair of equal shape and numeric dtype, not empty, joins one flat float64 array per
-    side with per-element ``atol`` and ``rtol``; the errors and ratios are computed once,
-    and each tensor's maxima, counts and first worst element come from segment reductions
-    (``np.maximum.reduceat``). The records are exactly :func:`compare_arrays`'s (a test
-    holds them equal on hostile inputs); the other pairs go to it directly.
+    Every pair of equal shape and dtype, not empty, joins one flat float64 array per side
+    with per-element ``atol`` and ``rtol``; the errors and ratios are computed once, and each
+    tensor's maxima, counts and first worst element come from segment reductions
+    (``np.maximum.reduceat``). The other pairs get :func:`compare_arrays`'s shape, dtype or
+    empty verdict; it sends the rest back here as a batch of one.
     """
     out: list[TensorComparison | None] = [None] * len(items)
     batch: list[tuple[int, dict[str, Any], tuple[int, ...], int]] = []
     gots, wants, atols, rtols = [], [], [], []
     for i, (name, got, want, tolerance) in enumerate(items):
         got, want = np.asarray(got), np.asarray(want)
-        if (got.shape != want.shape or got.dtype != want.dtype or want.size == 0
-                or want.dtype.kind not in "biuf"):
+        if got.shape != want.shape or got.dtype != want.dtype or want.size == 0:
             out[i] = compare_arrays(name, got, want, tolerance, keep_values,
                                     equal_nan=equal_nan)
             continue
@@ -174,12 +151,13 @@ def _batch_errors(flat: tuple[np.ndarray, np.ndarray], segment_sizes: list[int],
     sizes = np.array(segment_sizes)
     starts = np.zeros(len(sizes), dtype=np.intp)
     np.cumsum(sizes[:-1], out=starts[1:])
-    # The same element-wise arithmetic as compare_arrays, so the same bits.
     both_nan = np.isnan(g) & np.isnan(w)
     same = (g == w) | both_nan if equal_nan else g == w
     with np.errstate(invalid="ignore", divide="ignore"):
         error = np.where(same, 0.0, np.abs(g - w))
         error[np.isnan(error)] = np.inf
+        # No error is no error, even where the reference is NaN (equal_nan) or nothing is
+        # allowed (atol = rtol = 0): 0/0 there would fail an exact match.
         relative = np.where(error == 0, 0.0, np.where(w != 0, error / np.abs(w), np.inf))
         relative[np.isnan(relative)] = np.inf
         bound = np.repeat(np.array(atols), sizes) + np.repeat(np.array(rtols), sizes) * np.abs(
