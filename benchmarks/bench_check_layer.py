@@ -11,13 +11,13 @@ harness and the user's NumPy layer add. Run:
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
+from timing import machine_line
 
 from reference.checks import check_layer
 
@@ -77,8 +77,7 @@ def torch_alone(result) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')}, one thread")
+    print(f"{machine_line()}; one thread")
     with threadpool_limits(limits=1):
         for special in (False, True):
             start = time.perf_counter()

@@ -15,14 +15,13 @@ while torch (oneDNN / its own BLAS) is unaffected; the script prints both variab
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
-from timing import paired_medians
+from threadpoolctl import threadpool_limits
+from timing import machine_line, paired_medians
 from torch import nn
 
 from manual.layers import LAYERS
@@ -105,10 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
-        blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
-                for i in threadpool_info()]
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        print(f"threads=1  numpy BLAS: {blas}  {env}  torch {torch.__version__} "
+        print(f"threads=1  {machine_line()}  torch {torch.__version__} "
               f"mkldnn={torch.backends.mkldnn.is_available()}")
         print("{:<26} {:<8} {:>10} {:>10} {:>6}".format("case", "dtype", "manual", "torch",
                                                         "ratio"))

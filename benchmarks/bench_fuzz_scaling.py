@@ -28,6 +28,8 @@ import statistics
 import time
 from typing import Any
 
+from timing import machine_line
+
 from reference.fuzz import CampaignRecord
 from reference.fuzz_shards import DEFAULT_SHARDS, limit_worker_threads, run_sharded, start_method
 
@@ -80,8 +82,7 @@ def main() -> None:
 
     base = statistics.median(seconds[labels[0]])
     print(f"campaign: {args.examples} examples, seed {args.seed}, {args.shards} shards; "
-          f"{os.cpu_count()} cores; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r}, "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}; median of {args.repeats}; "
+          f"{os.cpu_count()} cores; {machine_line()}; median of {args.repeats}; "
           f"local pool started by {' and '.join(sorted(methods))}")
     for label in labels:
         median = statistics.median(seconds[label])

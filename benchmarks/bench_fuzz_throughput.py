@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from threadpoolctl import threadpool_limits
+from timing import machine_line
 
 from reference import mirror
 from reference import strategies as hst
@@ -221,8 +222,7 @@ def main() -> None:
     parser.add_argument("--no-pytest", action="store_true", help="skip the ci fuzz run")
     parser.add_argument("--no-campaign", action="store_true", help="skip the campaign")
     args = parser.parse_args()
-    blas = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    print(f"one thread; {', '.join(f'{k}={v}' for k, v in blas.items())}")
+    print(f"one thread; {machine_line()}")
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
         mlp = draw_cases(args.cases, graphs_too=False)

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from timing import machine_line
 
 import manual
 from manual.gradcheck import check_network
@@ -64,9 +65,8 @@ def main() -> None:
     x = rng.standard_normal((args.batch, 1, 11, 11))
     y = rng.integers(0, 3, args.batch)
     sizes, evaluations, seconds = [], [], []
-    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')} batch={args.batch}")
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} {machine_line()} "
+          f"batch={args.batch}")
     print(f"{'c':>4} {'P':>7} {'evaluations':>12} {'seconds':>9} {'ms/eval':>8} verdict")
     for width in args.widths:
         spec = cnn(width)

@@ -11,7 +11,6 @@ should not matter here).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
+from timing import machine_line
 
 from manual.layers import LAYERS
 from reference.builders import norm as builders
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '')!r} "
-          f"dtype={args.dtype} threads=1 repeats={args.repeats}")
+    print(f"{machine_line()}; dtype={args.dtype} threads=1 repeats={args.repeats}")
     print(f"{'layer':12} {'shape':18} {'manual ms':>10} {'torch ms':>10} {'ratio':>7}")
     with threadpool_limits(1):
         for name, options, shape in CASES:

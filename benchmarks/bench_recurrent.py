@@ -11,13 +11,12 @@ prints OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, which slow numpy's OpenBLAS where t
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
-from timing import paired_medians
+from threadpoolctl import threadpool_limits
+from timing import machine_line, paired_medians
 
 import manual
 from reference import mirror
@@ -76,10 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
-        blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
-                for i in threadpool_info()]
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        print(f"numpy BLAS: {blas}  {env}")
+        print(machine_line())
         print(f"{'case':<26} {'dtype':<8} {'manual':>10} {'torch':>10} {'ratio':>6}")
         for name, layer, shapes, batch in CASES:
             for dtype in args.dtypes.split(","):

@@ -13,12 +13,11 @@ carries that caveat.
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
-from timing import paired_medians
+from threadpoolctl import threadpool_limits
+from timing import machine_line, paired_medians
 
 import manual
 from reference import mirror
@@ -74,10 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
-        blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
-                for i in threadpool_info()]
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        print(f"threads={args.threads}  numpy BLAS: {blas}  {env}")
+        print(f"threads={args.threads}  {machine_line()}")
         header = ("network", "batch", "dtype", "manual", "torch", "ratio")
         print("{:<20} {:>5} {:<8} {:>10} {:>10} {:>6}".format(*header))
         for name, widths, batch in SIZES:

@@ -14,13 +14,13 @@ It prints OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which slow numpy's OpenBLAS wh
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
+from timing import machine_line
 
 import manual
 from manual.optim import adam
@@ -70,8 +70,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"threads {args.threads}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')!r} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')!r}; torch {torch.__version__}, "
+    print(f"threads {args.threads}; {machine_line()}; torch {torch.__version__}, "
           f"numpy {np.__version__}")
     data = load_dataset("digits")
     n = len(data.y_train)

@@ -1,10 +1,13 @@
-"""Timing shared by the benchmarks: two steps timed alternately, medians compared."""
+"""Shared by the benchmarks: two steps timed alternately, medians compared; the machine line."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
+
+from threadpoolctl import threadpool_info
 
 Step = Callable[[], object]
 
@@ -25,3 +28,13 @@ def paired_medians(first: Step, second: Step, budget: float = 1.0, min_runs: int
         if len(times[0]) >= max_runs:
             break
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def machine_line() -> str:
+    """What a quoted figure depends on: the BLAS libraries threadpoolctl sees (kernel,
+    threads) and the OpenBLAS variables that slow numpy's kernels where they are set."""
+    blas = [(i["internal_api"], i.get("architecture"), i["num_threads"])
+            for i in threadpool_info()]
+    variables = ", ".join(f"{k}={os.environ.get(k, 'unset')}"
+                          for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    return f"numpy BLAS {blas}; {variables}"
