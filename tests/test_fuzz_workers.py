@@ -6,6 +6,8 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,8 +88,13 @@ def test_two_local_workers_give_the_in_process_record(in_process: CampaignRecord
 
 
 def test_workers_are_forked_only_from_a_single_threaded_process() -> None:
-    alone = len(os.listdir("/proc/self/task")) == 1
-    assert fuzz_shards.start_method() == ("fork" if alone else "spawn")
+    # A fresh process with one BLAS/OpenMP thread has no other thread: it forks. (This
+    # process may not be alone: pytest-xdist's worker has threads of its own.)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    fresh = subprocess.run([sys.executable, "-c", "from reference.fuzz_shards import "
+                            "start_method; print(start_method())"], env=env, check=True,
+                           capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert fresh.stdout.strip() == "fork"
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
