@@ -37,16 +37,16 @@ lint: $(STAMP)
 # Mutation testing (mutation/README.md): mutmut, killed by the conformance test files named in
 # [tool.mutmut], two children at most. MUTATE takes paths or mutmut name globs, e.g.
 # `make mutate MUTATE=manual/ops/softmax.py`; the default is the core (manual/ops/,
-# manual/layers/core.py, manual/network.py, reference/compare.py). Results: mutation/results.json.
+# manual/layers/core.py, manual/network.py, reference/core/compare.py). Results: mutation/results.json.
 MUTATE ?=
 MUTATE_CHILDREN ?= 2
 mutate: $(STAMP)
 	$(BIN)/python mutation/mutate.py --max-children $(MUTATE_CHILDREN) $(MUTATE)
 
-# Every mutant of manual/ and reference/compare.py, from scratch (hours on two cores: nightly).
+# Every mutant of manual/ and reference/core/compare.py, from scratch (hours on two cores: nightly).
 mutate-nightly: $(STAMP)
 	rm -rf mutants
-	$(BIN)/python mutation/mutate.py --max-children $(MUTATE_CHILDREN) manual/ reference/compare.py
+	$(BIN)/python mutation/mutate.py --max-children $(MUTATE_CHILDREN) manual/ reference/core/compare.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py

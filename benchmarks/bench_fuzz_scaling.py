@@ -2,7 +2,7 @@
 
 One campaign (``--examples``, ``--seed``, ``--shards``; the default is the issue's
 ``fuzz --examples 2000 --seed 3``) run three ways through
-:func:`reference.fuzz_shards.run_sharded`:
+:func:`reference.fuzz.shards.run_sharded`:
 
 1. ``--workers 1``: the shards one after another in this process;
 2. ``--workers 2``: a process pool of two (forked: this script has one thread);
@@ -30,8 +30,8 @@ from typing import Any
 
 from timing import machine_line
 
-from reference.fuzz import CampaignRecord
-from reference.fuzz_shards import DEFAULT_SHARDS, limit_worker_threads, run_sharded, start_method
+from reference.fuzz.campaign import CampaignRecord
+from reference.fuzz.shards import DEFAULT_SHARDS, limit_worker_threads, run_sharded, start_method
 
 
 def _timeless(record: CampaignRecord) -> dict[str, object]:

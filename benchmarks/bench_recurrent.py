@@ -1,7 +1,7 @@
 """Forward + backward of recurrent cells and attention: ``manual`` against PyTorch, same run.
 
 Each case is a graph spec (the layer, then a linear head on the last time step's features,
-``mse``) built once in each engine (``manual.build``, ``reference.mirror.build``, the same
+``mse``) built once in each engine (``manual.build``, ``reference.core.mirror.build``, the same
 parameters); one step is forward, loss and backward with the input gradient, as the harness
 runs it. One BLAS / torch thread; the engines' timings alternate. Run:
 ``OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_recurrent.py``. The script
@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from timing import machine_line, paired_medians
 
 import manual
-from reference import mirror
+from reference.core import mirror
 
 # (name, layer options, per-sample input shapes, batch)
 CASES: list[tuple[str, dict[str, Any], list[list[int]], int]] = [

@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 from timing import machine_line, paired_medians
 
 import manual
-from reference import mirror
-from reference.matrix import mlp_spec
+from reference.conformance.matrix import mlp_spec
+from reference.core import mirror
 
 # (name, widths from input to output, batch)
 SIZES = [

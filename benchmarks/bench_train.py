@@ -4,7 +4,7 @@ Both engines train the same MLP from the same parameters on the same mini-batche
 manual engine as a plain loop (``zero_grad``, forward, loss, backward,
 :func:`manual.optim.adam` on every parameter), PyTorch as its idiomatic loop on the mirror
 (``zero_grad``, forward, loss, ``backward``, ``torch.optim.Adam(foreach=False)``). The
-loops drive the networks directly rather than through :mod:`reference.run`, whose copies
+loops drive the networks directly rather than through :mod:`reference.core.run`, whose copies
 and retained gradients would be timed as the engines' cost. Epochs alternate between the engines;
 the script prints the median epoch time of each and the ratio manual / torch.
 Run: ``.venv/bin/python benchmarks/bench_train.py [--repeats R] [--threads N]``.
@@ -24,10 +24,10 @@ from timing import machine_line
 
 import manual
 from manual.optim import adam
-from reference import mirror
-from reference.datasets import load_dataset
-from reference.matrix import mlp_spec
-from reference.training import batches
+from reference.conformance.matrix import mlp_spec
+from reference.core import mirror
+from reference.training.datasets import load_dataset
+from reference.training.lockstep import batches
 
 SIZES = [("64-64-64-10", [64, 64, 64, 10]), ("64-128-128-10", [64, 128, 128, 10])]
 BATCH = 32

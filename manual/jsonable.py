@@ -2,7 +2,7 @@
 
 Strict JSON has no literal for NaN or infinity, so they are written as the strings
 ``"nan"``, ``"inf"`` and ``"-inf"`` and read back as floats. Both the manual engine's
-records (gradient checks) and the harness's (:mod:`reference.records`) use these.
+records (gradient checks) and the harness's (:mod:`reference.core.records`) use these.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ _ACTIVATIONS = [
     # PyTorch 2.13's float64 celu backward rounds 1/alpha to float32: a relative
     # error up to ~4e-8 (1 + |x|/alpha) unless 1/alpha is exact in float32, which
     # grows past the float64 tolerance once summed into weight gradients. So the
-    # variants (and the fuzzer, reference.strategies) use alphas with exact
+    # variants (and the fuzzer, reference.fuzz.strategies) use alphas with exact
     # reciprocals; tests/test_fuzz_strategies.py has a canary for when torch fixes it.
     _activation(
         "celu", pw, F + "celu", options={"alpha": Real(1.0, nonzero=True)},

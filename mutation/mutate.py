@@ -1,4 +1,4 @@
-"""``make mutate``: mutmut over manual/ and reference/compare.py, killed by the conformance
+"""``make mutate``: mutmut over manual/ and reference/core/compare.py, killed by the conformance
 suite, its results written to ``mutation/results.json`` (see ``mutation/README.md``).
 
 Run from the repository root with the project's Python::
@@ -39,7 +39,7 @@ RESULTS = ROOT / "mutation" / "results.json"
 TRIAGE = ROOT / "mutation" / "triage.toml"
 MUTANTS = ROOT / "mutants"
 DEFAULT_TARGETS = ("manual/ops/", "manual/layers/core.py", "manual/network.py",
-                   "reference/compare.py")
+                   "reference/core/compare.py")
 TRIAGE_CLASSES = ("killed", "equivalent", "unreachable")
 
 # mutmut 3.8.1's exit code -> status (mutmut/stats.py); anything else is "suspicious".

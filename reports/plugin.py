@@ -1,7 +1,7 @@
 """pytest plugin: ``--backprop-report DIR`` writes the HTML report from a test run's records.
 
 Registered through the ``pytest11`` entry point, so it is active in every pytest run of
-this project. A test hands each :class:`~reference.records.ComparisonRecord` it checks to
+this project. A test hands each :class:`~reference.core.records.ComparisonRecord` it checks to
 the ``backprop_record`` fixture::
 
     def test_relu(backprop_record):
@@ -50,7 +50,7 @@ def backprop_record(request: pytest.FixtureRequest) -> Callable[..., None]:
     for further records of the same test).
     """
     def record(comparison: Any, case_id: str | None = None) -> None:
-        from reference.records import encode
+        from reference.core.records import encode
 
         properties = request.node.user_properties
         count = sum(1 for name, _ in properties if name == PROPERTY)
@@ -76,7 +76,7 @@ class _Collector:
                               if name == PROPERTY]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from reference.records import ComparisonRecord
+        from reference.core.records import ComparisonRecord
         from reports import report
         from reports.sections import RunContext, conformance
 

@@ -33,7 +33,7 @@ import jinja2
 from markupsafe import Markup
 
 from manual.files import atomic_write, atomic_write_dir  # noqa: F401 - tests patch it here
-from reference.records import encode
+from reference.core.records import encode
 from reports import sections as sections_pkg
 from reports.sections import RunContext
 

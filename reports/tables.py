@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reference.records import ComparisonRecord
+from reference.core.records import ComparisonRecord
 
 
 def _number(value: float) -> str:

@@ -35,7 +35,7 @@ def _one_thread_per_worker() -> object:
 def _draws_depend_on_the_seed_alone() -> object:
     """Hypothesis mixes the literal constants of every loaded module into what it draws, so a
     test's examples would depend on which tests an xdist worker ran before: not here."""
-    from reference.fuzz import fixed_constants
+    from reference.fuzz.campaign import fixed_constants
 
     with fixed_constants():
         yield
@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             for report in terminalreporter.stats.get(key, [])
             for name, value in getattr(report, "user_properties", []) if name == "zoo_kill"]
     if rows:
-        from reference.zoo import kill_table
+        from reference.zoo.core import kill_table
 
         terminalreporter.write_sep("-", f"bug zoo: {len(rows)} mutants")
         for line in kill_table(rows):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reference.records import encode
+from reference.core.records import encode
 from reports import report
 from reports.experiments import bptt
 from reports.sections import bptt as section

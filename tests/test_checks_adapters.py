@@ -22,8 +22,8 @@ from reference.checks import (
     from_scalar_autograd,
 )
 from reference.checks.network import order
-from reference.compare import compare_op, run_tensors
-from reference.run import run_manual
+from reference.core.compare import compare_op, run_tensors
+from reference.core.run import run_manual
 
 
 class Tanh:

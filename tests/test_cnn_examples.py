@@ -12,7 +12,7 @@ import pytest
 
 import manual
 from manual.gradcheck import check_network
-from reference.zoo_conv import CONV_MUTANTS
+from reference.zoo.conv import CONV_MUTANTS
 from reports.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

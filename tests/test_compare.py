@@ -10,9 +10,9 @@ import pytest
 
 import manual
 from manual.registry import ACTIVATIONS, LOSSES, Tolerance
-from reference.compare import compare_arrays, compare_network
-from reference.matrix import network_data, network_spec
-from reference.records import ComparisonRecord
+from reference.conformance.matrix import network_data, network_spec
+from reference.core.compare import compare_arrays, compare_network
+from reference.core.records import ComparisonRecord
 
 TOL = Tolerance(1e-7, 1e-7, "test")
 
@@ -149,7 +149,7 @@ def test_gradients_accumulate_across_backward_passes_until_zero_grad() -> None:
 def test_a_users_own_op_is_checked_without_touching_the_registry() -> None:
     """The README's example: an OpInfo built on the spot, against torch's gelu(tanh)."""
     from manual.registry import OpInfo
-    from reference.compare import compare_op
+    from reference.core.compare import compare_op
 
     def gelu_pair(c):
         def forward(x, approximate="tanh"):

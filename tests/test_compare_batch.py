@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from manual.registry import Tolerance
-from reference.compare import compare_all, compare_arrays
-from reference.names import TensorName
-from reference.records import dumps
+from reference.core.compare import compare_all, compare_arrays
+from reference.core.names import TensorName
+from reference.core.records import dumps
 
 TOLERANCES = [Tolerance(1e-7, 1e-7, "float64"), Tolerance(1.3e-6, 1e-5, "float32"),
               Tolerance(0.5, 0.25, "wide"), Tolerance(0.0, 0.0, "exact"),

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from reference.compare import compare_network, compare_op
-from reference.matrix import GRAPHS, graph_data, graph_spec, network_cases, network_data, op_cases
+from reference.conformance.matrix import (
+    GRAPHS,
+    graph_data,
+    graph_spec,
+    network_cases,
+    network_data,
+    op_cases,
+)
+from reference.core.compare import compare_network, compare_op
 
 OP_CASES = list(op_cases())
 NETWORK_CASES = list(network_cases())
@@ -54,7 +61,7 @@ def test_matrix_covers_every_registered_op_in_both_dtypes() -> None:
 def test_every_loss_variant_runs_in_a_network(dtype: str) -> None:
     """Reductions and options of each loss (not just the defaults) inside a network."""
     from manual.registry import LOSSES
-    from reference.matrix import network_spec
+    from reference.conformance.matrix import network_spec
 
     for loss in LOSSES.values():
         for options in loss.variants:

@@ -1,4 +1,4 @@
-"""The composed-conv-net strategy (reference.conv_graphs): what it draws is valid, shape
+"""The composed-conv-net strategy (reference.fuzz.conv): what it draws is valid, shape
 consistent and passes the differential comparison under every protocol; fuzz_cases draws it
 (one case in eight, and focused on a conv or pool layer); and it kills conv zoo mutants by
 itself, shrinking to a small net."""
@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from manual.spec import Spec
-from reference.conformance import PROTOCOLS
-from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
-from reference.fuzz import fails, run_case
-from reference.strategies import FuzzCase, fuzz_cases
-from reference.zoo_conv import CONV_MUTANTS
+from reference.conformance.protocols import PROTOCOLS
+from reference.fuzz.campaign import fails, run_case
+from reference.fuzz.conv import CONV_NET_LAYERS, conv_nets
+from reference.fuzz.strategies import FuzzCase, fuzz_cases
+from reference.zoo.conv import CONV_MUTANTS
 
 MUTANTS = {m.name: m for m in CONV_MUTANTS}
 FIND = settings(max_examples=60, derandomize=True, database=None, deadline=None,

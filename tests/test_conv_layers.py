@@ -4,7 +4,7 @@ Each configuration runs the registry entry's forward/backward (a random upstream
 and the torch builder's module (PyTorch's own kernels) with the same parameters, and compares
 the output, the input gradient and every parameter gradient with ``assert_close``'s per-dtype
 defaults. Shape inference and the refusals are checked against what torch does with the same
-configuration. The conv bug zoo (``reference.zoo_conv``) must fail that same comparison.
+configuration. The conv bug zoo (``reference.zoo.conv``) must fail that same comparison.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from torch.nn import functional as F
 
 from manual.layers import LAYERS, LayerInfo, Sample
 from manual.layers.conv import CONV_LAYERS
-from reference.zoo import Mutant
-from reference.zoo_conv import CONV_MUTANTS
+from reference.zoo.conv import CONV_MUTANTS
+from reference.zoo.core import Mutant
 
 NAMES = [info.name for info in CONV_LAYERS]
 DTYPES = ["float32", "float64"]

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import assume, event, given, target
 from hypothesis import strategies as st
 
-from reference import strategies as hst
-from reference.compare import compare_network
-from reference.fuzz import compare_op_case, failure_report, kink_straddle, run_case
-from reference.rounding import rounding_excuse
+from reference.core.compare import compare_network
+from reference.core.rounding import rounding_excuse
+from reference.fuzz import strategies as hst
+from reference.fuzz.campaign import compare_op_case, failure_report, kink_straddle, run_case
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import manual
-from reference import strategies as hst
-from reference import zoo
-from reference.fuzz import (
+from reference.core.records import ComparisonRecord, TensorComparison
+from reference.fuzz import strategies as hst
+from reference.fuzz.campaign import (
     CampaignRecord,
     Outcome,
     failure_report,
@@ -22,7 +22,7 @@ from reference.fuzz import (
     run_case,
     save_case,
 )
-from reference.records import ComparisonRecord, TensorComparison
+from reference.zoo import core as zoo
 from reports.cli import main
 
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
 from manual.registry import ACTIVATIONS, LOSSES
-from reference import edge_strategies as edge
-from reference import strategies as hst
-from reference.compare import compare_network
-from reference.fuzz import (
+from reference.core.compare import compare_network
+from reference.fuzz import edges as edge
+from reference.fuzz import strategies as hst
+from reference.fuzz.campaign import (
     COVERAGE_MIN_CASES,
     CampaignRecord,
     coverage_gaps,
@@ -27,7 +27,7 @@ from reference.fuzz import (
     fixed_constants,
     run_campaign,
 )
-from reference.fuzz_shards import merge
+from reference.fuzz.shards import merge
 from reports.cli import main
 
 FIND = settings(max_examples=400, derandomize=True, database=None, deadline=None,
@@ -160,7 +160,7 @@ def test_fuzz_command_fails_on_a_coverage_gap(missing: str | None, tmp_path: Pat
     record = _full_record(COVERAGE_MIN_CASES + 100)
     if missing:
         record.edges.pop(missing)
-    monkeypatch.setattr("reference.fuzz_shards.run_sharded", lambda *a, **k: record)
+    monkeypatch.setattr("reference.fuzz.shards.run_sharded", lambda *a, **k: record)
     code = main(["fuzz", "--examples", "600", "--out", str(tmp_path / "c.json")])
     captured = capsys.readouterr()
     if missing:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from reference import zoo
-from reference.records import dumps
+from reference.core.records import dumps
+from reference.zoo import core as zoo
 from reports import report
 from reports.sections import RunContext
 from reports.sections import fuzz as section

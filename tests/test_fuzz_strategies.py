@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from manual.registry import ACTIVATIONS, LOSSES, OPS
 from manual.spec import Spec
-from reference import strategies as hst
-from reference.compare import compare_op
-from reference.fuzz import fixed_constants
+from reference.core.compare import compare_op
+from reference.fuzz import strategies as hst
+from reference.fuzz.campaign import fixed_constants
 
 FIND = settings(max_examples=200, derandomize=True, database=None, deadline=None,
                 suppress_health_check=list(HealthCheck), phases=(Phase.generate,))

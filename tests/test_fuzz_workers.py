@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from reference import fuzz_shards, zoo
-from reference.fuzz import CampaignFailure, CampaignRecord, OpError, run_campaign
-from reference.fuzz_shards import Shard, merge, plan, run_sharded
+from reference.fuzz import shards as fuzz_shards
+from reference.fuzz.campaign import CampaignFailure, CampaignRecord, OpError, run_campaign
+from reference.fuzz.shards import Shard, merge, plan, run_sharded
+from reference.zoo import core as zoo
 from reports.cli import main
 
 
@@ -91,7 +92,7 @@ def test_workers_are_forked_only_from_a_single_threaded_process() -> None:
     # A fresh process with one BLAS/OpenMP thread has no other thread: it forks. (This
     # process may not be alone: pytest-xdist's worker has threads of its own.)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    fresh = subprocess.run([sys.executable, "-c", "from reference.fuzz_shards import "
+    fresh = subprocess.run([sys.executable, "-c", "from reference.fuzz.shards import "
                             "start_method; print(start_method())"], env=env, check=True,
                            capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert fresh.stdout.strip() == "fork"

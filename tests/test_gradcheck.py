@@ -19,8 +19,8 @@ from manual.layers import LAYERS
 from manual.layers.core import linear_with
 from manual.ops.linear import linear_backward
 from manual.registry import ACTIVATIONS, LOSSES, OPS
-from reference import records
-from reference.matrix import network_cases, network_data, network_spec
+from reference.conformance.matrix import network_cases, network_data, network_spec
+from reference.core import records
 
 SEED_SPEC = "examples/seed_example.json"
 SEED_DATA = "examples/seed_example_data.json"
@@ -162,7 +162,7 @@ def test_registry_complex_flag_matches_a_complex_safe_forward(name: str) -> None
             expected = op.forward(x, **options)[0]
             got = complex_ops.activation(name, options)(x.astype(complex))
         else:
-            from reference.sampling import target
+            from reference.core.sampling import target
             t = target(op.targets[0], (3, 4), rng, "float64", options)
             expected = op.forward(x, t, **{**options, "reduction": "none"})[0]
             got = complex_ops.loss(name, options)(x.astype(complex), t)

@@ -13,7 +13,7 @@ import pytest
 import manual
 from manual.gradcheck import check_network
 from manual.layers import LAYERS
-from reference.zoo_conv import CONV_MUTANTS
+from reference.zoo.conv import CONV_MUTANTS
 
 MODES = ("full", "sparse", "projection")
 MUTANTS = {m.name: m for m in CONV_MUTANTS}

@@ -22,9 +22,9 @@ from manual.layers import LAYERS
 from manual.layers.core import linear_with
 from manual.ops.linear import linear_backward
 from manual.registry import OpInfo
-from reference import sampling
-from reference import strategies as hst
-from reference.matrix import OpCase, network_data, network_spec, op_cases
+from reference.conformance.matrix import OpCase, network_data, network_spec, op_cases
+from reference.core import sampling
+from reference.fuzz import strategies as hst
 
 MUTATION = 1.1  # a backward that is 10% off: well inside what both checkers must see
 
@@ -172,7 +172,7 @@ def test_random_networks_with_a_mutated_linear_backward_fail_both_checkers(
     assert not any(verdicts.values()), (spec.name, verdicts)
 
 
-# -- fuzzed networks (reference.strategies) ---------------------------------------------------
+# -- fuzzed networks (reference.fuzz.strategies) ---------------------------------------------------
 
 
 @pytest.mark.fuzz

@@ -14,9 +14,9 @@ import pytest
 import manual
 from manual.gradcheck import check_network
 from manual.registry import ACTIVATIONS, LOSSES
-from reference.matrix import network_data, network_spec
+from reference.conformance.matrix import network_data, network_spec
 
-zoo = pytest.importorskip("reference.zoo")
+zoo = pytest.importorskip("reference.zoo.core")
 
 OUT_OF_REACH = {
     "linear_float64": "a dtype mistake: the check runs on a float64 copy by design",

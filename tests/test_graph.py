@@ -14,7 +14,7 @@ import pytest
 
 import manual
 from manual.registry import ACTIVATIONS
-from reference.compare import compare_network
+from reference.core.compare import compare_network
 from reports.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

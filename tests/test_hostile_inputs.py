@@ -15,9 +15,9 @@ import manual
 from manual import budget, jsonfile
 from manual.gradcheck import check_function, check_network
 from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES
-from reference.compare import compare_arrays
-from reference.fuzz import CampaignRecord
-from reference.matrix import network_data, network_spec
+from reference.conformance.matrix import network_data, network_spec
+from reference.core.compare import compare_arrays
+from reference.fuzz.campaign import CampaignRecord
 from reports import report
 
 # -- bounded reading and sizes -------------------------------------------------------------
@@ -81,7 +81,7 @@ def test_fuzz_max_time_keeps_the_cases_run_so_far(capsys, tmp_path: Path) -> Non
 
 def test_ctrl_c_writes_the_partial_campaign(capsys, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from reference import fuzz as reference_fuzz
+    from reference.fuzz import campaign as reference_fuzz
 
     real, calls = reference_fuzz.run_case, []
 
@@ -257,7 +257,7 @@ def test_a_zero_numerical_gradient_is_never_good() -> None:
 
 
 def test_a_known_wrong_backward_fails_at_the_edges_of_the_range() -> None:
-    from reference import zoo
+    from reference.zoo import core as zoo
 
     mutant = next(m for m in zoo.MUTANTS if m.name == "leaky_slope_dropped")
     spec = network_spec("leaky_relu", "mse", "float64")

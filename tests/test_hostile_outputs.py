@@ -21,7 +21,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("work started before the output path was checked")
 
-    from reference import fuzz as reference_fuzz
+    from reference.fuzz import campaign as reference_fuzz
     from reports import report
     from reports.experiments import vanishing
 
@@ -164,6 +164,6 @@ def test_experiment_out_dash_prints_the_record(capsys, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(vanishing, "run_experiment", lambda *a, **k: Record())
     monkeypatch.setattr(vanishing, "runs_in", lambda profile: 1)
-    monkeypatch.setattr("reference.records.dumps", lambda record: '{"stub": true}')
+    monkeypatch.setattr("reference.core.records.dumps", lambda record: '{"stub": true}')
     code, out, _ = run(capsys, "experiment", "vanishing", "--out", "-")
     assert code == 0 and out.strip() == '{"stub": true}'

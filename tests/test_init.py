@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import manual
 from manual import init
-from reference import mirror
+from reference.core import mirror
 
 SHAPE = (300, 200)  # (out_features, in_features): fan_in 200, fan_out 300
 SEED = 1234

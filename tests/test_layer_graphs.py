@@ -1,6 +1,6 @@
 """Every registry layer inside a network, in both dtypes and (where they differ) both modes:
 each sample as a one-node graph, compared tensor by tensor with its state, after the pair's
-own protocol (reference.layer_check)."""
+own protocol (reference.conformance.layers)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from manual.layers import LAYERS
-from reference.layer_check import check_sample
-from reference.layer_graphs import layer_cases, layers_with_samples
+from reference.conformance.layers import check_sample
+from reference.conformance.samples import layer_cases, layers_with_samples
 
 CASES = list(layer_cases())
 

@@ -1,6 +1,6 @@
 """The layer families' mutants (conv and pooling, norms and losses, recurrent cells and
 attention) die in networks too: each is caught by the one-node-graph conformance of the layers
-it touches (reference.zoo_norm.conformance_kill: every sample, both dtypes, both modes and a
+it touches (reference.zoo.norm.conformance_kill: every sample, both dtypes, both modes and a
 train -> eval -> train sequence; the weighted loss cases for a loss) and, separately, by the
 fuzzer focused on it."""
 
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from reference import zoo, zoo_conv, zoo_norm, zoo_recurrent
+from reference.zoo import conv as zoo_conv
+from reference.zoo import core as zoo
+from reference.zoo import norm as zoo_norm
+from reference.zoo import recurrent as zoo_recurrent
 
 MUTANTS = [*zoo_conv.CONV_MUTANTS, *zoo_norm.NORM_MUTANTS, *zoo_recurrent.RECURRENT_MUTANTS]
 

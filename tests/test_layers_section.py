@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reference import zoo_conv
-from reference.layer_graphs import layer_cases, layers_with_samples
+from reference.conformance.samples import layer_cases, layers_with_samples
+from reference.zoo import conv as zoo_conv
 from reports import report
 from reports.sections import RunContext
 from reports.sections import layers as section

@@ -1,7 +1,7 @@
 """Losses on inputs of any rank, with class weights, ignore_index and pos_weight, vs PyTorch.
 
 The class axis is dim 1 (``(N, C, d1, ...)``), or dim 0 for an unbatched ``(C,)`` input.
-Every case runs through :func:`reference.compare.compare_op` (output and input gradient,
+Every case runs through :func:`reference.core.compare.compare_op` (output and input gradient,
 random upstream gradient for ``reduction="none"``).
 """
 
@@ -17,7 +17,7 @@ from manual.data import make_data
 from manual.options import Values
 from manual.registry import LOSSES, OPS
 from manual.spec import parse_spec
-from reference.compare import compare_network, compare_op
+from reference.core.compare import compare_network, compare_op
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")

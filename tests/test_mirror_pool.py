@@ -1,4 +1,4 @@
-"""Torch modules reused across specs of one structure (``reference.mirror.lend``) leak nothing.
+"""Torch modules reused across specs of one structure (``reference.core.mirror.lend``) leak nothing.
 
 ``run_torch`` without a ``net`` borrows its mirror from the thread's pool. Each test runs two
 specs of the same structure with different parameters, state and data through the pool, in
@@ -21,13 +21,13 @@ import manual
 from manual.data import Data
 from manual.layers.info import Signature
 from manual.spec import Spec
-from reference import mirror
-from reference.compare import compare_network
-from reference.layer_check import sample_case
-from reference.layer_graphs import layer_cases
-from reference.matrix import mlp_spec, network_data
-from reference.records import dumps
-from reference.run import Run, run_torch
+from reference.conformance.layers import sample_case
+from reference.conformance.matrix import mlp_spec, network_data
+from reference.conformance.samples import layer_cases
+from reference.core import mirror
+from reference.core.compare import compare_network
+from reference.core.records import dumps
+from reference.core.run import Run, run_torch
 
 Case = tuple[Spec, Data, dict[str, np.ndarray], dict[str, np.ndarray]]
 

@@ -1,6 +1,6 @@
 """Tests that kill mutants mutmut found surviving the conformance suite (mutation/triage.toml
 names, for each, the test that kills it). Each compares with PyTorch through
-:func:`reference.compare.compare_op` / ``compare_network``, or with independent math."""
+:func:`reference.core.compare.compare_op` / ``compare_network``, or with independent math."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from manual.ops.pooling import (
 from manual.ops.smooth import softplus_backward, softplus_forward
 from manual.ops.tensor import matmul_backward, matmul_forward
 from manual.registry import ACTIVATIONS, OPS, Tolerance
-from reference import sampling
-from reference.compare import compare_op
-from reference.engine import torch_callable
+from reference.core import sampling
+from reference.core.compare import compare_op
+from reference.core.engine import torch_callable
 
 DTYPES = ("float32", "float64")
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from reference.checks import check_network
-from reference.compare import compare_network
-from reference.matrix import mlp_spec, network_data
+from reference.conformance.matrix import mlp_spec, network_data
+from reference.core.compare import compare_network
 
 SPEC = mlp_spec([4, 6, 6, 3], "tanh", "mse", "float64", seed=2)  # one square layer (6 x 6)
 DATA = network_data(SPEC)

@@ -21,9 +21,9 @@ import torch
 import manual
 from manual.layers import LAYERS
 from manual.registry import DEFAULT_TOLERANCES, OPS, Tolerance
-from reference.compare import compare_all, compare_arrays, spec_tolerance
-from reference.conformance import unchanged
-from reference.records import TensorComparison
+from reference.conformance.protocols import unchanged
+from reference.core.compare import compare_all, compare_arrays, spec_tolerance
+from reference.core.records import TensorComparison
 
 # |got - want| <= 0.5 + 0.25 |want|: at want = 4 the allowance is exactly 1.5.
 DYADIC = Tolerance(rtol=0.25, atol=0.5, reason="test")

@@ -19,15 +19,16 @@ import pytest
 import manual
 from manual.data import Data
 from manual.spec import Spec
-from reference import compare, fuzz, rounding
-from reference.compare import compare_network, run_tensors
-from reference.conformance import check_single, run_protocol
-from reference.fuzz import Outcome, kink_straddle, run_case
-from reference.matrix import mlp_spec, network_data, network_spec
-from reference.records import ComparisonRecord, TensorComparison
-from reference.rounding import rounding_excuse
-from reference.run import Run, run_torch
-from reference.strategies import FuzzCase
+from reference.conformance.matrix import mlp_spec, network_data, network_spec
+from reference.conformance.protocols import check_single, run_protocol
+from reference.core import compare, rounding
+from reference.core.compare import compare_network, run_tensors
+from reference.core.records import ComparisonRecord, TensorComparison
+from reference.core.rounding import rounding_excuse
+from reference.core.run import Run, run_torch
+from reference.fuzz import campaign as fuzz
+from reference.fuzz.campaign import Outcome, kink_straddle, run_case
+from reference.fuzz.strategies import FuzzCase
 
 TENSOR = "backward: layers.4.weight"
 

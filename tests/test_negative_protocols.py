@@ -20,12 +20,12 @@ import torch
 from manual import registry
 from manual.optim.registry import OPTIMIZERS
 from manual.registry import DEFAULT_TOLERANCES
-from reference import zoo
 from reference.checks import check_layer
-from reference.compare import compare_op
-from reference.conformance import first_failure, op_kinks, op_no_mutation, run_protocol
-from reference.lockstep import compare_optimizer, compare_state
-from reference.matrix import graph_data, graph_spec, network_data, network_spec
+from reference.conformance.matrix import graph_data, graph_spec, network_data, network_spec
+from reference.conformance.protocols import first_failure, op_kinks, op_no_mutation, run_protocol
+from reference.core.compare import compare_op
+from reference.training.optimizers import compare_optimizer, compare_state
+from reference.zoo import core as zoo
 
 
 @pytest.mark.parametrize(("mutant", "protocol"), [
@@ -168,8 +168,8 @@ def test_check_layer_refuses_a_weight_gradient_off_by_a_small_factor(
 # ---- whole runs: every tensor is judged, the lockstep training refuses a small drift -----
 
 def test_a_tensor_missing_from_the_manual_run_fails() -> None:
-    from reference.compare import compare_runs
-    from reference.run import run_manual, run_torch
+    from reference.core.compare import compare_runs
+    from reference.core.run import run_manual, run_torch
 
     spec = network_spec("tanh", "mse", "float64")
     data = network_data(spec)
@@ -186,9 +186,9 @@ def test_a_tensor_missing_from_the_manual_run_fails() -> None:
 def test_lockstep_training_refuses_a_step_off_by_a_relative_1e_minus_6() -> None:
     """Training holds float64 to the default 1e-7 (backprop's own rounding accumulates over
     steps); a drift of 1e-6 per step is refused at the first step."""
-    from reference.datasets import load_dataset
-    from reference.matrix import mlp_spec
-    from reference.training import train_lockstep
+    from reference.conformance.matrix import mlp_spec
+    from reference.training.datasets import load_dataset
+    from reference.training.lockstep import train_lockstep
 
     data = load_dataset("iris")
     spec = mlp_spec([4, 8, 3], "tanh", "cross_entropy", "float64", seed=1)

@@ -1,4 +1,4 @@
-"""The survivor classes of the zoo (reference.zoo_survivors): killed, and by the rule they target.
+"""The survivor classes of the zoo (reference.zoo.survivors): killed, and by the rule they target.
 
 Each mutant must die in the conformance suite and in the fuzzer (the ci budget, a shrunk
 counterexample of at most two hidden layers), as the main zoo's do, and in the gradient check
@@ -18,14 +18,14 @@ import pytest
 from hypothesis import settings
 
 from manual.gradcheck import check_network
-from reference import zoo
-from reference.compare import compare_network, compare_op
-from reference.conformance import check_single
-from reference.fuzz import run_case
-from reference.matrix import mlp_spec, network_data, network_spec
-from reference.rounding import rounding_excuse
-from reference.strategies import FuzzCase
-from reference.zoo_survivors import SURVIVOR_MUTANTS, SURVIVORS
+from reference.conformance.matrix import mlp_spec, network_data, network_spec
+from reference.conformance.protocols import check_single
+from reference.core.compare import compare_network, compare_op
+from reference.core.rounding import rounding_excuse
+from reference.fuzz.campaign import run_case
+from reference.fuzz.strategies import FuzzCase
+from reference.zoo import core as zoo
+from reference.zoo.survivors import SURVIVOR_MUTANTS, SURVIVORS
 
 CI_BUDGET = settings.get_profile("ci").max_examples
 OUT_OF_GRADCHECK_REACH = {

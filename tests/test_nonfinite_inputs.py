@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from manual.registry import ACTIVATIONS
-from reference.engine import torch_callable
+from reference.core.engine import torch_callable
 
 POINTS = np.tile([np.nan, np.inf, -np.inf, 0.0, 1.0, -1.0, 3.0, -3.0], (8, 1))
 

@@ -1,6 +1,6 @@
 """The norm, dropout and embedding layers inside graph specs, end to end through main's machinery.
 
-Each graph runs through :func:`reference.compare.compare_network` (the manual graph executor
+Each graph runs through :func:`reference.core.compare.compare_network` (the manual graph executor
 against the torch mirror, same slots, same dropout mask from ``manual.draw_noise``): outputs,
 ``state: <node>.<slot>`` after the forward, every gradient, in both modes and both dtypes. Then
 what the records must show: running statistics as compared tensors, identical records for two
@@ -19,9 +19,9 @@ import pytest
 
 import manual
 from manual.random import stream
-from reference.compare import compare_network
-from reference.records import ComparisonRecord
-from reference.zoo_norm import NORM_ZOO
+from reference.core.compare import compare_network
+from reference.core.records import ComparisonRecord
+from reference.zoo.norm import NORM_ZOO
 from reports.cli import main
 
 DTYPES = ("float32", "float64")

@@ -1,7 +1,7 @@
 """The norm, dropout and embedding layers against PyTorch: every sample x dtype x mode.
 
-Each comparison runs the layer as a one-node graph spec (``reference.layer_check``) through
-``reference.compare.compare_network``: the manual engine and the torch mirror (PyTorch's own
+Each comparison runs the layer as a one-node graph spec (``reference.conformance.layers``) through
+``reference.core.compare.compare_network``: the manual engine and the torch mirror (PyTorch's own
 module, ``reference.builders.norm``) on the same inputs, parameters, state and keep-mask,
 comparing the output, every input and parameter gradient and every state buffer after the
 step; sequences of steps carry the state in both engines.
@@ -19,8 +19,8 @@ from manual.layers import LAYERS
 from manual.layers.norm import NORM_LAYERS
 from manual.ops import dropout as drop
 from manual.ops import normalization as nrm
-from reference.conformance import PROTOCOLS, run_protocol
-from reference.layer_check import check_sample, sample_case
+from reference.conformance.layers import check_sample, sample_case
+from reference.conformance.protocols import PROTOCOLS, run_protocol
 
 DTYPES = ("float32", "float64")
 NAMES = [info.name for info in NORM_LAYERS]

@@ -11,7 +11,7 @@ import torch
 
 from manual.optim import OPTIMIZERS, SCHEDULES
 from manual.optim.schedules import rates
-from reference.lockstep import PARAM_SHAPES, compare_optimizer
+from reference.training.optimizers import PARAM_SHAPES, compare_optimizer
 
 DTYPES = ("float32", "float64")
 STEPS = 6
@@ -82,7 +82,7 @@ def test_every_option_is_reached_by_some_variant() -> None:
 def test_defaults_are_torchs(name: str) -> None:
     import inspect
 
-    from reference.lockstep import _resolve
+    from reference.training.optimizers import _resolve
 
     info = OPTIMIZERS[name]
     signature = inspect.signature(_resolve(info.torch).__init__)
@@ -156,7 +156,7 @@ def test_a_wrong_step_is_caught_and_named() -> None:
 
 
 def test_record_round_trips_through_json() -> None:
-    from reference.records import ComparisonRecord
+    from reference.core.records import ComparisonRecord
 
     record = compare_optimizer("adam", {"lr": 0.01, "amsgrad": True}, "float32", steps=2)
     again = ComparisonRecord.from_json(record.to_json())

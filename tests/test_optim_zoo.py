@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from manual.optim import OPTIMIZERS, SCHEDULES
-from reference.optim_zoo import MUTANTS, conformance_kill
+from reference.zoo.optim import MUTANTS, conformance_kill
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])

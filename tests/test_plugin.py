@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-# Records made by hand (reference.records does not import torch), so that the
+# Records made by hand (reference.core.records does not import torch), so that the
 # inner runs stay fast: one passing op, one failing op, one network with two records.
 INNER_TESTS = textwrap.dedent('''
     import sys
 
     import pytest
 
-    from reference.records import ComparisonRecord, TensorComparison
+    from reference.core.records import ComparisonRecord, TensorComparison
 
 
     def tensor(name, error, passed=True):

@@ -2,7 +2,8 @@
 
 Every sample of every entry in both dtypes: every output, every input gradient (h0/c0
 included), every parameter gradient, with a random upstream for every output
-(``reference.recurrent_check.compare_sample``). Then the time-major layouts of the pure pairs,
+(``reference.conformance.recurrent_check.compare_sample``). Then the time-major layouts of
+the pure pairs,
 PyTorch's fully-masked-row conventions, the default initialisations, and the signatures'
 shapes and refusals.
 """
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from manual.layers import LAYERS
 from manual.layers.recurrent import RECURRENT_LAYERS
 from manual.ops import attention, recurrent
-from reference.recurrent_check import build_torch, compare_sample
+from reference.conformance.recurrent_check import build_torch, compare_sample
 
 DTYPES = ("float32", "float64")
 CASES = [(info, sample, dtype)

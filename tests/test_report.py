@@ -122,8 +122,8 @@ def test_a_date_appears_only_with_source_date_epoch(monkeypatch, built) -> None:
 
 def test_spec_text_comes_out_inert() -> None:
     import manual
-    from reference.compare import compare_network
-    from reference.matrix import network_data, network_spec
+    from reference.conformance.matrix import network_data, network_spec
+    from reference.core.compare import compare_network
 
     spec = network_spec("relu", "mse", "float64").to_dict()
     spec["name"] = "<script>alert(1)</script>"

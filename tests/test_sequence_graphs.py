@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import find as hypothesis_find
 from hypothesis import strategies as st
 
-from reference import zoo_recurrent
-from reference.fuzz import fails, fixed_constants, run_case
-from reference.sequence_graphs import CELLS, focused, sequence_graphs
-from reference.strategies import FuzzCase, fuzz_cases
+from reference.fuzz.campaign import fails, fixed_constants, run_case
+from reference.fuzz.sequence import CELLS, focused, sequence_graphs
+from reference.fuzz.strategies import FuzzCase, fuzz_cases
+from reference.zoo import recurrent as zoo_recurrent
 
 BUDGET = settings(max_examples=25, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck))

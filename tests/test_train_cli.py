@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from manual.optim import OPTIMIZERS, sgd
-from reference.training import TrainingRecord
+from reference.training.lockstep import TrainingRecord
 from reports import cli
 
 SPEC = "examples/digits_mlp.json"
@@ -66,7 +66,7 @@ def test_engines_that_part_exit_1(monkeypatch: pytest.MonkeyPatch,
         return sgd(param, grad, state, **options)
 
     broken = dataclasses.replace(OPTIMIZERS["sgd"], step=zero_started)
-    monkeypatch.setattr("reference.training.optimizer_info", lambda name: broken)
+    monkeypatch.setattr("reference.training.lockstep.optimizer_info", lambda name: broken)
     code, out, _ = run(capsys, SPEC, "--dataset", "digits", "--optimizer", "sgd", "--lr", "0.1",
                        "--momentum", "0.9", "--dampening", "0.5", "--steps", "3")
     assert code == 1 and "engines part at step 1" in out

@@ -10,9 +10,9 @@ import pytest
 
 from manual.optim import OPTIMIZERS, adam
 from manual.spec import parse_spec
-from reference.datasets import LOADERS, load_dataset
-from reference.matrix import mlp_spec
-from reference.training import TrainingRecord, train_lockstep
+from reference.conformance.matrix import mlp_spec
+from reference.training.datasets import LOADERS, load_dataset
+from reference.training.lockstep import TrainingRecord, train_lockstep
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from reference.records import dumps
+from reference.core.records import dumps
 from reports import cli, report
 from reports.experiments import deepnet, meanfield, vanishing
 from reports.experiments.deepnet import Setting, Size

@@ -1,9 +1,9 @@
 """The bug zoo: every mutant must be killed by the conformance suite and by the fuzzer.
 
 Each mutant is injected by monkeypatching (the engine's source stays untouched), then
-the registry-driven conformance suite (:func:`reference.conformance.first_failure`)
+the registry-driven conformance suite (:func:`reference.conformance.protocols.first_failure`)
 and a derandomised Hypothesis search with the ``ci`` profile's budget
-(:func:`reference.zoo.fuzz_kill`) must each find a failure. Each test records its row
+(:func:`reference.zoo.core.fuzz_kill`) must each find a failure. Each test records its row
 of the kill table (``record_property("zoo_kill", ...)``, printed at the end of the run
 by ``conftest.py``) and writes it to ``<pytest basetemp>/zoo-kills/<mutant>.json``.
 """
@@ -21,9 +21,9 @@ from hypothesis import settings
 from manual import registry
 from manual.layers import LAYERS
 from manual.module import Layer
-from reference import zoo
-from reference.conformance import first_failure
-from reference.records import dumps
+from reference.conformance.protocols import first_failure
+from reference.core.records import dumps
+from reference.zoo import core as zoo
 
 CI_BUDGET = settings.get_profile("ci").max_examples
 # The mistakes the issue names, by the name they have in the zoo.

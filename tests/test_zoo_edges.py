@@ -1,6 +1,6 @@
 """The edge-input mutants die under the fuzzer with its edge draws, and only with them.
 
-Each mutant of :mod:`reference.zoo_edges` is right on typical inputs: the focused fuzzer
+Each mutant of :mod:`reference.zoo.edges` is right on typical inputs: the focused fuzzer
 without the edge draws (``edges=False``, the fuzzer before them) lets it live within the
 ``ci`` budget, with them it finds a failing case. The conformance suite's samples stay in
 each op's typical domain and catch none of them (see the module docstring).
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings
 
 from manual import numerics, registry
-from reference import zoo_edges
+from reference.zoo import edges as zoo_edges
 
 CI_BUDGET = settings.get_profile("ci").max_examples
 

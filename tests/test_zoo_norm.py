@@ -1,6 +1,6 @@
 """Every norm-layer and weighted-loss mutant is caught by the layer and loss comparisons.
 
-A mutant that survives means a check is missing or too loose; ``reference.zoo_norm`` names
+A mutant that survives means a check is missing or too loose; ``reference.zoo.norm`` names
 the mistake each one injects.
 """
 
@@ -10,8 +10,8 @@ import pytest
 
 from manual.layers import LAYERS
 from manual.registry import LOSSES
-from reference.zoo import Mutant
-from reference.zoo_norm import NORM_MUTANTS, NORM_ZOO, conformance_kill
+from reference.zoo.core import Mutant
+from reference.zoo.norm import NORM_MUTANTS, NORM_ZOO, conformance_kill
 
 
 @pytest.mark.parametrize("mutant", NORM_MUTANTS, ids=[m.name for m in NORM_MUTANTS])

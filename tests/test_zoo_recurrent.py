@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from manual.ops import attention, recurrent
-from reference.zoo_recurrent import RECURRENT_MUTANTS, layer_kill
+from reference.zoo.recurrent import RECURRENT_MUTANTS, layer_kill
 
 
 @pytest.mark.parametrize("mutant", RECURRENT_MUTANTS, ids=[m.name for m in RECURRENT_MUTANTS])

@@ -1,7 +1,7 @@
 """Records of a gradient check: one :class:`TensorCheck` per tensor, in a :class:`GradcheckRecord`.
 
 Both are dataclasses that round-trip through JSON (non-finite floats as ``"nan"``/``"inf"``,
-through :mod:`manual.jsonable`, which :mod:`reference.records` shares).
+through :mod:`manual.jsonable`, which :mod:`reference.core.records` shares).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from manual.layers.info import LayerInfo, Shape, Signature
-from reference.engine import TorchActivation
+from reference.core.engine import TorchActivation
 
 
 class SlotLinear(nn.Linear):

@@ -1,6 +1,6 @@
 """Plain-word verdicts on a user's tensor against PyTorch's, built on ``compare_arrays``.
 
-:func:`compare_named` turns the terse problems of :func:`reference.compare.compare_arrays`
+:func:`compare_named` turns the terse problems of :func:`reference.core.compare.compare_arrays`
 into what a user can act on: a gradient that is ``None``; a shape that broadcasts to the
 reference's but is not it (``(1, D)`` for ``(D,)``); a dtype leak, and whether the values
 agree after casting; how many elements differ and both values at the worst one.
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from manual.registry import Tolerance
-from reference.compare import compare_arrays
-from reference.records import TensorComparison
+from reference.core.compare import compare_arrays
+from reference.core.records import TensorComparison
 
 # Unchanged means equal element for element: zero tolerance (an exact match has ratio 0).
 EXACT = Tolerance(0.0, 0.0, "exact: the array must be unchanged")

@@ -26,12 +26,12 @@ from torch import nn
 from manual.jsonable import encode
 from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES, Tolerance
-from reference import engine  # noqa: F401  (configures torch for reproducible comparisons)
 from reference.checks import cases as cs
 from reference.checks import state as st
 from reference.checks.diagnose import _failed, compare_named, unchanged
-from reference.compare import cast_options, torch_options
-from reference.records import ComparisonRecord, TensorComparison
+from reference.core import engine  # noqa: F401  (configures torch for reproducible comparisons)
+from reference.core.compare import cast_options, torch_options
+from reference.core.records import ComparisonRecord, TensorComparison
 
 Forward = Callable[..., tuple[Any, Any]]
 Backward = Callable[[Any, Any], Any]

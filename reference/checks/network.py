@@ -1,7 +1,7 @@
 r"""``check_network``: a user's own network, value by value, against the spec's PyTorch mirror.
 
 The user runs their own code with the spec's weights and hands in whatever they computed, by
-the harness's tensor names (:func:`reference.compare.run_tensors`; a chain's nodes are
+the harness's tensor names (:func:`reference.core.compare.run_tensors`; a chain's nodes are
 ``layers.{i}``)::
 
     forward: layers.{i}    the output of node i           forward: loss
@@ -31,10 +31,10 @@ import manual
 from manual.data import Data
 from manual.spec import Spec
 from reference.checks.diagnose import compare_named, constant_factor
-from reference.compare import _edge_name, grad_name, run_tensors, spec_tolerance
-from reference.names import TensorName
-from reference.records import ComparisonRecord
-from reference.run import run_torch
+from reference.core.compare import _edge_name, grad_name, run_tensors, spec_tolerance
+from reference.core.names import TensorName
+from reference.core.records import ComparisonRecord
+from reference.core.run import run_torch
 
 LAYOUTS = ("rows", "columns")
 _DERIVATIVES: Mapping[str, tuple[str, Callable[[float], float]]] = {

@@ -30,7 +30,7 @@ import pytest
 from reference.checks.layer import Skip
 from reference.checks.suite import LayerCase
 from reference.checks.sweep import Check
-from reference.records import ComparisonRecord
+from reference.core.records import ComparisonRecord
 
 __all__ = ["LayerCase", "PytestCheck", "parametrize_layers"]
 

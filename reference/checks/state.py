@@ -26,7 +26,7 @@ from torch import nn
 
 from manual.registry import Tolerance
 from reference.checks.diagnose import _failed, compare_named, constant_factor
-from reference.records import TensorComparison
+from reference.core.records import TensorComparison
 
 if TYPE_CHECKING:
     from reference.checks.cases import Case

@@ -21,7 +21,7 @@ from manual.jsonable import encode
 from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck, Skip
-from reference.records import ComparisonRecord
+from reference.core.records import ComparisonRecord
 
 
 @dataclass

@@ -58,7 +58,7 @@ def _row(name: str, kind: str, total: int, failed: int, message: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from reference.checks import LayerCase, LayerResult, NetworkCase
-    from reference.records import ComparisonRecord
+    from reference.core.records import ComparisonRecord
 
     declared = load(args.file, args.cases)
     for case in declared:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from reports.inputs import limit_threads, load
 
     limit_threads()
-    from reference.compare import compare_network
+    from reference.core.compare import compare_network
     from reports.tables import comparison_table
 
     spec, data = load(args)

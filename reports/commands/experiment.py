@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from manual.files import STDOUT, atomic_write, output_file
-    from reference.records import dumps
+    from reference.core.records import dumps
     from reports.experiments import vanishing
     from reports.inputs import limit_threads
 

@@ -11,12 +11,12 @@ one core); --max-time stops earlier, and so does Ctrl-C: either way the record o
 cases run so far is written.
 
 The campaign is split into --shards deterministic shards (default 8, each its own seed
-and Hypothesis run; :mod:`reference.fuzz_shards`), run one after another here, on
+and Hypothesis run; :mod:`reference.fuzz.shards`), run one after another here, on
 --workers local processes, or on the Dask cluster at --scheduler; the merged record is the
 same for any number of workers (apart from its wall time). A campaign of at least 500
 cases must also have drawn both dtypes, every registry op, batch sizes 1, above 1 and large
-and every edge class (:func:`reference.fuzz.coverage_gaps`; ops it never drew get focused
-cases first, :func:`reference.fuzz_shards.top_up`): if not, it fails naming what is missing;
+and every edge class (:func:`reference.fuzz.campaign.coverage_gaps`; ops it never drew get focused
+cases first, :func:`reference.fuzz.shards.top_up`): if not, it fails naming what is missing;
 a smaller campaign says its coverage was not judged. Exit 0 when everything
 agrees, 1 on a failure or a coverage gap, 2 on bad input, 130 when interrupted (after writing
 the partial record).
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _replay(directory: Path) -> int:
-    from reference.fuzz import failure_report, load_case, run_case
+    from reference.fuzz.campaign import failure_report, load_case, run_case
 
     case = load_case(directory)
     outcome = run_case(case)
@@ -107,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from reference.fuzz import coverage_verdict, summary_line
-    from reference.fuzz_shards import DEFAULT_SHARDS, run_sharded
+    from reference.fuzz.campaign import coverage_verdict, summary_line
+    from reference.fuzz.shards import DEFAULT_SHARDS, run_sharded
 
     with tqdm(total=args.examples, desc="fuzz", unit="case", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:

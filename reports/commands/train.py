@@ -30,7 +30,7 @@ _FLAG_OPTIONS = ("nesterov", "amsgrad", "centered", "maximize")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from manual.optim import OPTIMIZERS, SCHEDULES
-    from reference.datasets import LOADERS
+    from reference.training.datasets import LOADERS
 
     parser.add_argument("spec", metavar="SPEC.json", help="the network spec")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -90,7 +90,7 @@ def _file_dataset(path: str, spec: Any) -> Any:
     import numpy as np
 
     import manual
-    from reference.datasets import Dataset
+    from reference.training.datasets import Dataset
 
     data = manual.load_data(path, spec)
     labels = data.y[:, 0] if data.y.ndim == 2 and data.y.shape[1] == 1 else data.y
@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
     import manual
     from manual.files import atomic_write
-    from reference.datasets import load_dataset
-    from reference.training import train_lockstep
+    from reference.training.datasets import load_dataset
+    from reference.training.lockstep import train_lockstep
 
     spec = manual.load_spec(args.spec)
     if args.seed < 0:

@@ -78,7 +78,8 @@ def _backprop(mode: str, params: dict[str, np.ndarray], x: np.ndarray, upstream:
               engine: Engine, max_norm: float | None = None) -> Backprop:
     """:math:`\\bar x` (batch first) and the parameter gradients for
     :math:`L = \\langle u, h_T\\rangle` in one engine, clipped by that engine's own
-    ``clip_grad_norm`` when ``max_norm`` is given: the one place to rewire to ``reference.run``."""
+    ``clip_grad_norm`` when ``max_norm`` is given: the one place to rewire to
+    ``reference.core.run``."""
     d_output = np.zeros((*x.shape[:2], upstream.shape[-1]), x.dtype)
     d_output[:, -1] = upstream
     if engine == "manual":

@@ -261,7 +261,7 @@ def run_torch(built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
     """PyTorch autograd on the same spec, parameters, inputs and projection."""
     import torch
 
-    from reference import mirror
+    from reference.core import mirror
 
     spec = built.spec
     net = mirror.build(spec, params)

@@ -26,7 +26,7 @@ from manual.layers.core import linear_with
 from manual.ops.linear import linear_backward, linear_forward
 from manual.random import stream
 from manual.spec import Spec
-from reference.matrix import mlp_spec as matrix_mlp_spec
+from reference.conformance.matrix import mlp_spec as matrix_mlp_spec
 
 BATCH = 32
 

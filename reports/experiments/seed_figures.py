@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import manual
-from reference.compare import compare_network
-from reference.records import ComparisonRecord
+from reference.core.compare import compare_network
+from reference.core.records import ComparisonRecord
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_SPEC = EXAMPLES / "seed_example.json"

@@ -17,8 +17,8 @@ import torch
 
 import manual
 from manual.optim import sgd
-from reference import mirror
-from reference.run import run_manual, run_torch
+from reference.core import mirror
+from reference.core.run import run_manual, run_torch
 from reports.experiments.seed_figures import _PRINTED, SEED_DATA, SEED_SPEC
 
 LR = 0.1

@@ -427,6 +427,7 @@ def _run(profile: str, p: Profile, seed: int, progress: Callable[[int], Any]
 
 
 def record_from_json(text: str) -> ExperimentRecord:
-    """Read back what :func:`reference.records.dumps` wrote for an :class:`ExperimentRecord`."""
+    """Read back what :func:`reference.core.records.dumps` wrote for an
+    :class:`ExperimentRecord`."""
     record: ExperimentRecord = decode(ExperimentRecord, json.loads(text))
     return record

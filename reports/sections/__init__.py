@@ -5,7 +5,7 @@ A section module defines:
 - ``KEY`` (str): its key in ``results.json`` and its anchor in ``index.html``;
 - ``TITLE`` (str) and ``ORDER`` (int, smaller first);
 - ``collect(context: RunContext) -> dict``: runs the section's checks and returns a JSON-able
-  record (dataclasses are fine: :func:`reference.records.encode` turns them into dicts and
+  record (dataclasses are fine: :func:`reference.core.records.encode` turns them into dicts and
   writes non-finite floats as strings). This is the only place that computes anything;
 - ``figures(data: dict) -> dict[str, str]`` (optional): inline SVG strings drawn from the
   record alone (matplotlib, see :mod:`reports.plots`), by name; save each with

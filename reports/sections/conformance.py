@@ -1,12 +1,12 @@
 """The conformance matrix: every registered op x dtype, alone and inside networks.
 
-Each case of :func:`reference.matrix.op_cases` (one op alone, random input, random
-upstream gradient) and :func:`reference.matrix.network_cases` (every activation x
+Each case of :func:`reference.conformance.matrix.op_cases` (one op alone, random input, random
+upstream gradient) and :func:`reference.conformance.matrix.network_cases` (every activation x
 every loss in a small MLP) runs through both engines. A case passes when every
 tensor satisfies :math:`|m - r| \\le \\text{atol} + \\text{rtol}\\,|r|`; its
 ``tolerance_ratio`` is the largest :math:`|m - r| / (\\text{atol} + \\text{rtol}\\,|r|)`.
 
-:func:`case_row` and :func:`tabulate` turn :class:`~reference.records.ComparisonRecord`
+:func:`case_row` and :func:`tabulate` turn :class:`~reference.core.records.ComparisonRecord`
 objects into this section's record; the pytest plugin uses them too, so a test
 run and ``make report`` render the same tables. Torch is imported only by
 :func:`collect`.
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from manual.registry import ACTIVATIONS
-from reference.records import ComparisonRecord
+from reference.core.records import ComparisonRecord
 
 KEY = "conformance"
 TITLE = "Conformance matrix"
@@ -144,9 +144,7 @@ def _cell(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def collect(context: Any) -> dict[str, Any]:
-    from reference.compare import compare_op
-    from reference.conformance import check_single
-    from reference.matrix import (
+    from reference.conformance.matrix import (
         GRAPHS,
         graph_data,
         graph_spec,
@@ -154,6 +152,8 @@ def collect(context: Any) -> dict[str, Any]:
         network_data,
         op_cases,
     )
+    from reference.conformance.protocols import check_single
+    from reference.core.compare import compare_op
 
     seeds = [context.seed + k for k in range(SEEDS.get(context.profile, 1))]
     ops, nets = list(op_cases()), list(network_cases())

@@ -1,9 +1,9 @@
 """Fuzzing: a campaign of random architectures, and the bug zoo's kill table.
 
-The campaign (:func:`reference.fuzz.run_campaign`) draws random specs with Hypothesis and
+The campaign (:func:`reference.fuzz.campaign.run_campaign`) draws random specs with Hypothesis and
 runs each through both engines under a conformance protocol; the record holds its
 coverage, the largest error per op and dtype, and any failure with its shrunk spec and
-the command that replays it. The zoo (:mod:`reference.zoo`) injects each mutant and
+the command that replays it. The zoo (:mod:`reference.zoo.core`) injects each mutant and
 asks the conformance suite and the fuzzer to kill it. In the ``quick`` profile the
 fuzzer's counterexamples are not shrunk (their size is an upper bound) to keep the
 section under half a minute.
@@ -23,9 +23,9 @@ SHRINK = {"quick": False, "full": True}
 
 
 def collect(context: Any) -> dict[str, Any]:
-    from reference import zoo
-    from reference.fuzz import run_campaign
-    from reference.records import encode
+    from reference.core.records import encode
+    from reference.fuzz.campaign import run_campaign
+    from reference.zoo import core as zoo
 
     profile = context.profile if context.profile in EXAMPLES else "quick"
     bar = context.progress("fuzz campaign", EXAMPLES[profile])

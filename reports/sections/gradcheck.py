@@ -26,7 +26,7 @@ import manual
 from manual.gradcheck import ACCEPTABLE, GOOD, check_network
 from manual.gradcheck.network import complex_refusal
 from manual.registry import ACTIVATIONS, LOSSES
-from reference.matrix import network_data, network_spec
+from reference.conformance.matrix import network_data, network_spec
 from reports.experiments.gradcheck_cost import count_scaling
 from reports.experiments.seed_figures import SEED_DATA, SEED_SPEC
 

@@ -1,7 +1,7 @@
 """Every registry layer in a network: its samples in both dtypes and both modes.
 
-Each sample runs as a one-node graph through both engines (:mod:`reference.layer_graphs`,
-:func:`reference.layer_check.check_sample`): the pair's own protocol (nothing given is
+Each sample runs as a one-node graph through both engines (:mod:`reference.conformance.samples`,
+:func:`reference.conformance.layers.check_sample`): the pair's own protocol (nothing given is
 written, a second backward from the same cache agrees, parameter gradients of exactly the
 parameters' shapes), then every output, state buffer (``state: batch_norm.running_var``),
 input and parameter gradient against PyTorch. The record keeps, per case, the worst tensor,
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from reference.layer_check import check_sample
-from reference.layer_graphs import layer_cases
+from reference.conformance.layers import check_sample
+from reference.conformance.samples import layer_cases
 
 KEY = "layers"
 TITLE = "Layers: convolution, pooling, norms, dropout, embedding, recurrent, attention"

@@ -1,6 +1,6 @@
 """Mutation testing: what the last ``make mutate`` run found (``mutation/results.json``).
 
-mutmut (pinned in constraints.txt) mutates ``manual/`` and ``reference/compare.py`` one small
+mutmut (pinned in constraints.txt) mutates ``manual/`` and ``reference/core/compare.py`` one small
 change at a time and runs the conformance test files named in ``[tool.mutmut]`` against each
 mutant; a mutant that no test notices *survives*. Every survivor is triaged in
 ``mutation/triage.toml`` as killed by a new test, equivalent, or out of reach of differential

@@ -24,7 +24,7 @@ FLOAT64_TARGET = 1e-10
 
 def _conformance() -> list[dict[str, Any]]:
     from manual.optim import OPTIMIZERS, SCHEDULES
-    from reference.lockstep import compare_optimizer
+    from reference.training.optimizers import compare_optimizer
 
     cases: list[tuple[str, dict[str, Any], str | None, dict[str, Any]]] = [
         (o.name, dict(v), None, {}) for o in OPTIMIZERS.values() for v in o.variants]
@@ -48,10 +48,10 @@ def _conformance() -> list[dict[str, Any]]:
 
 
 def collect(context: Any) -> dict[str, Any]:
-    from reference.datasets import load_dataset
-    from reference.matrix import mlp_spec
-    from reference.optim_zoo import MUTANTS, conformance_kill
-    from reference.training import train_lockstep
+    from reference.conformance.matrix import mlp_spec
+    from reference.training.datasets import load_dataset
+    from reference.training.lockstep import train_lockstep
+    from reference.zoo.optim import MUTANTS, conformance_kill
 
     steps = STEPS[context.profile]
     bar = context.progress("training (conformance, zoo, digits)", 2 * steps)

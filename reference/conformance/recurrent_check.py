@@ -1,12 +1,12 @@
 """One layer alone in both engines, for the recurrent and attention entries: a stand-in for
-the lead's generic layer comparison (``reference.compare.compare_layer``) until it lands.
+the lead's generic layer comparison (``reference.core.compare.compare_layer``) until it lands.
 
 :func:`compare_sample` draws the parameters from the signature's slots, runs the entry's
 pair with a random upstream gradient for *every* output, builds the torch mirror with the
 entry's builder, copies the parameters in by ``slot.torch``, and compares every output,
 every input gradient and every parameter gradient with ``torch.testing.assert_close``
 (per-dtype defaults), plus the dtypes. Torch runs in :func:`_run_torch`, the one place to
-rewire to ``reference.run``.
+rewire to ``reference.core.run``.
 """
 
 from __future__ import annotations

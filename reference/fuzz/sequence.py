@@ -1,7 +1,7 @@
 """Hypothesis strategies for small sequence models and transformer encoder blocks.
 
 :func:`sequence_graphs` draws a whole network, not one layer alone (that is
-:func:`reference.layer_graphs.layer_graphs`):
+:func:`reference.conformance.samples.layer_graphs`):
 
 - a **recurrent model**: an ``embedding`` of an index input or a real ``(L, D)`` input, then
   ``rnn`` (tanh or relu), ``lstm`` or ``gru`` (1-2 layers, with or without bias), then

@@ -1,6 +1,6 @@
 """The bug zoo for recurrent and attention layers: mistakes of hand-written BPTT and attention.
 
-Each :class:`reference.zoo.Mutant` swaps one module-level helper of
+Each :class:`reference.zoo.core.Mutant` swaps one module-level helper of
 :mod:`manual.ops.recurrent` or :mod:`manual.ops.attention` (the pairs look them up at call
 time), so every registry entry that uses the helper carries the mistake; ``ops`` names the
 layer entries to check it on. :func:`layer_kill` says which samples of those layers the
@@ -16,8 +16,8 @@ import numpy as np
 from manual.layers import LAYERS
 from manual.ops import attention as att
 from manual.ops import recurrent as rec
-from reference.recurrent_check import compare_sample
-from reference.zoo import Mutant
+from reference.conformance.recurrent_check import compare_sample
+from reference.zoo.core import Mutant
 
 Array = Any
 

@@ -5,7 +5,7 @@ The bug classes come from public solutions of a well-known course's convolution 
 stride that does not divide the padded size, overlapping pooling windows written with ``=``,
 ties sending the gradient to every maximum, the weight gradient not summed over the batch,
 convolution instead of cross-correlation, a kernel not flipped in the input gradient, groups
-mixing channels, a stride ignored in backward. Each :class:`~reference.zoo.Mutant` swaps one
+mixing channels, a stride ignored in backward. Each :class:`~reference.zoo.core.Mutant` swaps one
 entry of :data:`manual.layers.LAYERS` (``dataclasses.replace(entry, backward=...)``); the
 engine's source is never edited. ``ops`` names the layer it touches.
 """
@@ -23,7 +23,7 @@ from manual.layers import LAYERS
 from manual.ops import conv, pooling
 from manual.ops.windows import crop_spatial, kernel_offsets, offset_slices, pad_spatial
 from manual.ops.windows import scatter_windows as scatter
-from reference.zoo import Mutant, Patch
+from reference.zoo.core import Mutant, Patch
 
 Array = np.ndarray
 

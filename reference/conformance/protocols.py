@@ -1,6 +1,6 @@
 """Protocol checks beyond one forward and one backward pass, and the registry-driven suite.
 
-A single comparison (:func:`reference.compare.compare_network`) cannot see an engine
+A single comparison (:func:`reference.core.compare.compare_network`) cannot see an engine
 that overwrites gradients instead of accumulating them, keeps a stale cache, or
 scribbles on the arrays it was given. These checks can:
 
@@ -14,8 +14,8 @@ scribbles on the arrays it was given. These checks can:
 - ``op_kinks``: an op evaluated exactly at its kink points must follow PyTorch's
   convention there (relu'(0) = 0, ...).
 
-Each check returns a :class:`~reference.records.ComparisonRecord`. :func:`suite` yields
-every check of the conformance matrix (:mod:`reference.matrix`) plus these, so that
+Each check returns a :class:`~reference.core.records.ComparisonRecord`. :func:`suite` yields
+every check of the conformance matrix (:mod:`reference.conformance.matrix`) plus these, so that
 ``any(not run() .passed ...)`` answers "does the conformance suite catch this engine?".
 """
 
@@ -32,11 +32,12 @@ import manual
 from manual.data import Data
 from manual.registry import ACTIVATIONS, OPS, OpInfo, Tolerance
 from manual.spec import Spec
-from reference import matrix, mirror, sampling
-from reference.compare import compare_arrays, compare_network, compare_op, spec_tolerance
-from reference.records import ComparisonRecord, TensorComparison
-from reference.rounding import rounding_bounds
-from reference.run import reference_dloss, run_manual, run_torch
+from reference.conformance import matrix
+from reference.core import mirror, sampling
+from reference.core.compare import compare_arrays, compare_network, compare_op, spec_tolerance
+from reference.core.records import ComparisonRecord, TensorComparison
+from reference.core.rounding import rounding_bounds
+from reference.core.run import reference_dloss, run_manual, run_torch
 
 PROTOCOLS = ("single", "accumulate", "stale_cache", "no_mutation")
 UNCHANGED = Tolerance(0.0, 0.0, "must be left unchanged, bit for bit")
@@ -97,7 +98,7 @@ def check_single(spec: Spec, data: Data) -> ComparisonRecord:
     """One forward and backward pass, every tensor compared (the differential core).
 
     A float32 failure within the *measured* rounding bound (torch re-run in float64, as the
-    fuzzer judges it: :mod:`reference.rounding`) passes, with the bound in the reason: near
+    fuzzer judges it: :mod:`reference.core.rounding`) passes, with the bound in the reason: near
     saturation a gradient such as bce's :math:`(x - t)/(x(1 - x))` amplifies the forward's
     allowed rounding of :math:`x` by :math:`1/(1 - x)`. A real mistake misses the bound by
     orders of magnitude.

@@ -1,7 +1,7 @@
 """Torch set-up for reproducible comparisons, and the registry's torch callables.
 
 Importing this module configures torch: TF32 off, float32 matmuls at full precision,
-deterministic algorithms on. The graph mirror built from a spec is :mod:`reference.mirror`.
+deterministic algorithms on. The graph mirror built from a spec is :mod:`reference.core.mirror`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every registry layer's samples, as the conformance cases and the fuzzer draw them.
 
 A :class:`~manual.layers.Sample` holds a layer's options and inputs (batch first);
-:func:`reference.layer_check.sample_case` wraps one in a one-node graph spec (its state and
+:func:`reference.conformance.layers.sample_case` wraps one in a one-node graph spec (its state and
 parameters moved off their defaults, an ``l1`` loss that hands the node a random upstream
 gradient). Here every layer the registry knows is enumerated that way in both dtypes and both
 modes (:func:`layer_cases`), and drawn for the fuzzer (:func:`layer_graphs`), with no code per
@@ -19,7 +19,7 @@ import manual
 from manual.layers import LAYERS, Sample
 from manual.random import stream
 from manual.spec import Spec
-from reference.layer_check import sample_case
+from reference.conformance.layers import sample_case
 
 # A sample whose name ends so expects NaN in its output, as PyTorch gives (a fully masked
 # attention row): the layer's own tests assert it; a network comparison cannot pass it.

@@ -16,8 +16,8 @@ right or nearly right, so that only one rule of the harness stands between them 
   that float32's tolerance forgives; only float64's tolerance and the gradient check's GOOD
   band refuse it.
 
-Each is a :class:`~reference.zoo.Mutant` like the main zoo's, killed the same way
-(:func:`reference.zoo.kill`); ``tests/test_negative_zoo.py`` requires it.
+Each is a :class:`~reference.zoo.core.Mutant` like the main zoo's, killed the same way
+(:func:`reference.zoo.core.kill`); ``tests/test_negative_zoo.py`` requires it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from manual.module import Layer
 from manual.ops import classification_losses as cls
 from manual.ops.reduction import upstream
-from reference.zoo import Mutant, Patch, _backward, _linear_pair, _op
+from reference.zoo.core import Mutant, Patch, _backward, _linear_pair, _op
 
 
 def _linear_bias_keepdims(dy: Any, cache: Any) -> Any:

@@ -1,6 +1,6 @@
 """The edges of the input space, drawn on purpose: what typical random draws never reach.
 
-:func:`reference.strategies.fuzz_cases` draws a chain network and then, one time in three,
+:func:`reference.fuzz.strategies.fuzz_cases` draws a chain network and then, one time in three,
 hands it to :func:`edged_specs`, which applies some of these edge classes (each where the
 spec allows it, inserting a layer when one is needed) and says which it applied:
 

@@ -19,10 +19,10 @@ from manual.data import Data
 from manual.layers import LAYERS
 from manual.registry import DEFAULT_TOLERANCES, OPS, OpInfo, Tolerance
 from manual.spec import Node, Spec
-from reference import engine, sampling
-from reference.names import TensorName
-from reference.records import ComparisonRecord, TensorComparison
-from reference.run import Run, run_manual, run_torch
+from reference.core import engine, sampling
+from reference.core.names import TensorName
+from reference.core.records import ComparisonRecord, TensorComparison
+from reference.core.run import Run, run_manual, run_torch
 
 
 def _dtype_name(dtype: np.dtype) -> str:

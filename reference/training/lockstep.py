@@ -12,7 +12,7 @@ A float32 run can carry a float64 shadow: PyTorch in float64 from the float32 ru
 initial values and data, so that its difference measures how far float32 arithmetic
 itself has drifted from (nearly) exact arithmetic.
 
-Each engine is driven through :mod:`reference.run` (``run_manual`` / ``run_torch`` on one
+Each engine is driven through :mod:`reference.core.run` (``run_manual`` / ``run_torch`` on one
 persistent network per engine, so that state buffers carry over from step to step) from one
 private function each (:func:`_manual_pass`, :func:`_torch_pass`). A spec with noise (a
 dropout mask) gets step ``k``'s from :func:`manual.draw_noise` (``step=k``), the same for
@@ -38,12 +38,17 @@ from manual.numerics import Array
 from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES
 from manual.spec import Spec, parse_spec
-from reference import mirror
-from reference.compare import compare_arrays
-from reference.datasets import Dataset
-from reference.lockstep import optimizer_info, schedule_info, torch_optimizer, torch_scheduler
-from reference.records import dumps
-from reference.run import run_manual, run_torch
+from reference.core import mirror
+from reference.core.compare import compare_arrays
+from reference.core.records import dumps
+from reference.core.run import run_manual, run_torch
+from reference.training.datasets import Dataset
+from reference.training.optimizers import (
+    optimizer_info,
+    schedule_info,
+    torch_optimizer,
+    torch_scheduler,
+)
 
 _CLASS_LOSSES = ("cross_entropy", "nll")
 _BINARY_LOSSES = ("bce", "bce_with_logits")

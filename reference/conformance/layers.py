@@ -7,12 +7,12 @@ target, so that the upstream gradient at the node, :math:`\operatorname{sign}(y 
 bit-identical in both engines whatever the rounding of :math:`y`: an ``mse`` upstream
 :math:`2(y - t)\delta` would carry the output's last-bit differences into every gradient)
 with its data and slots moved off their defaults (eval mode on running statistics of 0 and 1
-would hide a mistake). One step is :func:`reference.compare.compare_network` on that case.
+would hide a mistake). One step is :func:`reference.core.compare.compare_network` on that case.
 Two things it cannot do live here:
 
 - :func:`compare_steps`: several forward/backward steps in train or eval mode with the state
   carried over in both engines (one manual network and one torch mirror kept across the
-  steps, driven by :func:`reference.run.run_manual` / :func:`~reference.run.run_torch`),
+  steps, driven by :func:`reference.core.run.run_manual` / :func:`~reference.core.run.run_torch`),
   every step's tensors compared and named ``step k: state: batch_norm.running_var``;
 - :func:`pair_problems`: the contract of the pure pair itself (``manual/layers/info.py``):
   nothing given is written, a second backward from the same cache returns the same, the
@@ -38,10 +38,10 @@ from manual.layers import LAYERS
 from manual.layers.info import LayerInfo
 from manual.random import stream
 from manual.spec import Spec
-from reference import mirror
-from reference.compare import compare_network, compare_runs, first_divergence, spec_tolerance
-from reference.records import ComparisonRecord
-from reference.run import run_manual, run_torch
+from reference.core import mirror
+from reference.core.compare import compare_network, compare_runs, first_divergence, spec_tolerance
+from reference.core.records import ComparisonRecord
+from reference.core.run import run_manual, run_torch
 
 Arrays = dict[str, np.ndarray]
 
@@ -247,7 +247,7 @@ def check_sample(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndar
                  dtype: str, modes: Sequence[bool] = (True,), seed: int = 0) -> SampleCheck:
     """Layer ``name`` on ``inputs`` for one step per entry of ``modes`` (True = train).
 
-    One step is the pair's protocol, then :func:`~reference.compare.compare_network` on the
+    One step is the pair's protocol, then :func:`~reference.core.compare.compare_network` on the
     :func:`sample_case`; several are :func:`compare_steps`, each later step on fresh real
     inputs of the same shapes (index inputs reused).
     """

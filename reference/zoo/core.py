@@ -346,24 +346,25 @@ class Kill:
 
 
 def conformance_kill(mutant: Mutant) -> tuple[str, str] | None:
-    """The first check of :func:`reference.conformance.suite` that fails under ``mutant``."""
-    from reference.conformance import first_failure
+    """The first check of :func:`reference.conformance.protocols.suite` that fails under
+    ``mutant``."""
+    from reference.conformance.protocols import first_failure
 
     with mutant.inject(), np.errstate(all="ignore"):
         return first_failure()
 
 
 def fuzz_kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Any:
-    """The fuzzer's shrunk failing :class:`~reference.strategies.FuzzCase`, or ``None``.
+    """The fuzzer's shrunk failing :class:`~reference.fuzz.strategies.FuzzCase`, or ``None``.
 
-    Derandomised :func:`hypothesis.find` over :func:`~reference.strategies.fuzz_cases`
+    Derandomised :func:`hypothesis.find` over :func:`~reference.fuzz.strategies.fuzz_cases`
     focused on the ops the mutant touches, at most ``max_examples`` generated examples.
     """
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from reference.fuzz import fails, fixed_constants
-    from reference.strategies import fuzz_cases
+    from reference.fuzz.campaign import fails, fixed_constants
+    from reference.fuzz.strategies import fuzz_cases
 
     # No explain phase: it re-runs the shrunk case many times to annotate it, which
     # doubles the cost and tells the kill table nothing.
@@ -383,7 +384,7 @@ def kill(mutant: Mutant, max_examples: int, shrink: bool = True) -> Kill:
     ``shrink=False`` keeps the fuzzer's first failing example (faster; its size is then
     an upper bound on the shrunk one).
     """
-    from reference.fuzz import run_case
+    from reference.fuzz.campaign import run_case
 
     found = conformance_kill(mutant)
     case = fuzz_kill(mutant, max_examples, shrink)

@@ -1,7 +1,7 @@
 """The optimizer bug zoo: classic mistakes in optimizers and schedules, each to be caught.
 
 A mutant is a replacement registry entry (``dataclasses.replace(entry, step=...)``), handed
-to :func:`reference.lockstep.compare_optimizer` directly; nothing is monkeypatched.
+to :func:`reference.training.optimizers.compare_optimizer` directly; nothing is monkeypatched.
 :func:`conformance_kill` runs the per-step conformance over the registry's variants in
 both dtypes and names the first case and tensor at which the mutant is caught. Some
 mistakes only show under some options (a momentum buffer started at zero is exactly
@@ -20,7 +20,7 @@ import numpy as np
 from manual.numerics import Array
 from manual.optim import OPTIMIZERS, SCHEDULES, schedules, steps
 from manual.optim.registry import OptimInfo, ScheduleInfo
-from reference.lockstep import compare_optimizer
+from reference.training.optimizers import compare_optimizer
 
 DTYPES = ("float64", "float32")
 STEPS = 6

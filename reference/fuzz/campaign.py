@@ -1,6 +1,6 @@
 """Differential fuzzing of random architectures: one case, its failure report, a campaign.
 
-:func:`run_case` runs a :class:`~reference.strategies.FuzzCase` through its conformance
+:func:`run_case` runs a :class:`~reference.fuzz.strategies.FuzzCase` through its conformance
 protocol and says whether it failed. A float32 failure whose only cause is a kink
 straddle (the two engines' pre-activations land on opposite sides of a kink because
 of rounding, so the derivative jumps between them) is *excused*, never reported: see
@@ -30,12 +30,12 @@ from manual.files import atomic_write
 from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
 from manual.spec import Spec
-from reference.compare import compare_network, compare_op
-from reference.conformance import run_protocol
-from reference.edge_strategies import BATCH_CLASSES, EDGE_CLASSES, batch_classes
-from reference.records import ComparisonRecord, dumps
-from reference.rounding import rounding_excuse
-from reference.strategies import FuzzCase, OpFuzzCase
+from reference.conformance.protocols import run_protocol
+from reference.core.compare import compare_network, compare_op
+from reference.core.records import ComparisonRecord, dumps
+from reference.core.rounding import rounding_excuse
+from reference.fuzz.edges import BATCH_CLASSES, EDGE_CLASSES, batch_classes
+from reference.fuzz.strategies import FuzzCase, OpFuzzCase
 
 DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
 # Below this many cases a campaign's coverage is not judged. Hypothesis draws in clumps (each
@@ -44,7 +44,7 @@ DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
 # cases 1 seed of 50 missed an op (nll; the rarest op was otherwise drawn 1 to 30 times),
 # every edge class was drawn at least 4 times and a large batch at least 8 times; at 800 cases
 # 1 seed of 25 still missed nll; at 200 cases, 1 of 20 missed an op. So a sharded campaign
-# of this size tops up the ops it never drew with focused cases (reference.fuzz_shards.top_up):
+# of this size tops up the ops it never drew with focused cases (reference.fuzz.shards.top_up):
 # an op still missing is out of the draws' reach, not bad luck.
 COVERAGE_MIN_CASES = 500
 
@@ -109,7 +109,8 @@ def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
 
 def run_case(case: FuzzCase) -> Outcome:
     """Run ``case`` through its protocol; a failure may be excused as a kink straddle or,
-    in float32, as accumulated rounding within the measured bound of :mod:`reference.rounding`."""
+    in float32, as accumulated rounding within the measured bound of
+    :mod:`reference.core.rounding`."""
     # log(0) in bce and exp overflow to inf are part of the ops' contract (PyTorch clamps
     # the same way); the comparison judges the values, so NumPy's warnings are noise here.
     with np.errstate(all="ignore"):
@@ -228,7 +229,7 @@ class CampaignRecord:
     ``cases`` counts the examples generated before any failure (shrinking not
     included); ``kink_excused`` counts failures explained by a kink straddle and
     ``rounding_excused`` float32 failures within the measured rounding bound
-    (:mod:`reference.rounding`), with a few of the bounds in ``rounding_examples``.
+    (:mod:`reference.core.rounding`), with a few of the bounds in ``rounding_examples``.
     """
 
     examples: int
@@ -241,7 +242,7 @@ class CampaignRecord:
     protocols: dict[str, int] = field(default_factory=dict)
     depths: dict[str, int] = field(default_factory=dict)
     batches: dict[str, int] = field(default_factory=dict)  # "1", ">1", "large" (>= 256)
-    edges: dict[str, int] = field(default_factory=dict)  # reference.edge_strategies
+    edges: dict[str, int] = field(default_factory=dict)  # reference.fuzz.edges
     uncovered: list[str] = field(default_factory=list)
     kink_excused: int = 0
     rounding_excused: int = 0
@@ -249,7 +250,7 @@ class CampaignRecord:
     largest_error: dict[str, dict[str, OpError]] = field(default_factory=dict)
     failures: list[CampaignFailure] = field(default_factory=list)
     stopped: str = ""  # why the campaign ended before ``examples`` cases ('' if it did not)
-    shards: int = 1  # how many shards were merged into it (reference.fuzz_shards)
+    shards: int = 1  # how many shards were merged into it (reference.fuzz.shards)
     topped_up: list[str] = field(default_factory=list)  # ops given focused cases at the end
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -369,7 +370,7 @@ def run_campaign(
     from hypothesis import seed as hypothesis_seed
     from hypothesis.errors import Flaky
 
-    from reference.strategies import fuzz_cases
+    from reference.fuzz.strategies import fuzz_cases
 
     record = CampaignRecord(examples=examples, seed=seed)
     state: dict[str, Any] = {"failing": False, "last": None}

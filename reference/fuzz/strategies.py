@@ -14,12 +14,12 @@ strategy code. Arrays come from :mod:`hypothesis.extra.numpy`.
 - :func:`op_inputs` / :func:`op_cases`: one op alone, with an extreme-value mode
   (magnitudes up to :data:`EXTREME_LIMIT`) for the ops whose domain is the whole line;
 - :func:`fuzz_cases`: a spec, its data and the conformance protocol to run them through
-  (:data:`reference.conformance.PROTOCOLS`); ``include=("tanh",)`` focuses on an op.
+  (:data:`reference.conformance.protocols.PROTOCOLS`); ``include=("tanh",)`` focuses on an op.
 
 Example::
 
     from hypothesis import given
-    from reference import strategies as hst
+    from reference.fuzz import strategies as hst
 
     @given(hst.fuzz_cases(dtypes=("float64",)))
     def test_agrees(case): ...
@@ -43,12 +43,13 @@ from manual.data import Data
 from manual.options import Choice, Flag, Real, Values
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
 from manual.spec import DTYPES, Spec
-from reference import edge_strategies as edge
-from reference import sampling, sequence_graphs
-from reference.conv_graphs import CONV_NET_LAYERS, conv_nets
-from reference.graph_strategies import GRAPH_OPS, graph_data, graphs
-from reference.layer_graphs import layer_graphs, layers_with_samples
-from reference.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
+from reference.conformance.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
+from reference.conformance.samples import layer_graphs, layers_with_samples
+from reference.core import sampling
+from reference.fuzz import edges as edge
+from reference.fuzz import sequence as sequence_graphs
+from reference.fuzz.conv import CONV_NET_LAYERS, conv_nets
+from reference.fuzz.graphs import GRAPH_OPS, graph_data, graphs
 
 # Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
 # stable formulas never take exp of a positive number, so 1e4 is safe in float64.
@@ -142,7 +143,7 @@ def compatible_activations(loss: str) -> list[str]:
     """Activations that can end a network feeding ``loss``.
 
     ``bce`` needs probabilities and ``nll``/``kl_div`` log-probabilities
-    (:data:`reference.matrix._OUTPUT_ADAPTER`); any activation whose
+    (:data:`reference.conformance.matrix._OUTPUT_ADAPTER`); any activation whose
     ``output_range`` lies inside the adapter's qualifies. Other losses take anything.
     """
     if loss not in OUTPUT_ADAPTER:
@@ -194,7 +195,7 @@ def specs(
     loss_pool = sorted(losses if losses is not None else LOSSES)
     wanted_loss = [name for name in include if name in LOSSES]
     # A fair die, not sampled_from (which favours the first losses): a campaign of a few
-    # hundred cases must draw every loss (reference.fuzz.coverage_gaps).
+    # hundred cases must draw every loss (reference.fuzz.campaign.coverage_gaps).
     loss = wanted_loss[0] if wanted_loss else loss_pool[draw(edge.roll(len(loss_pool)))]
     _, blocks_strategy, lead = _layer_strategies(tuple(activation_pool), max_width,
                                                    min_depth, max_depth)
@@ -275,7 +276,8 @@ def _arrays(dtype: Any, shape: tuple[int, ...], elements: st.SearchStrategy[Any]
 def targets(
     kind: str, shape: tuple[int, int], dtype: str, options: Mapping[str, Any] | None = None,
 ) -> st.SearchStrategy[np.ndarray]:
-    """A target of ``kind`` for an output of shape ``(N, C)`` (as :mod:`reference.sampling`)."""
+    """A target of ``kind`` for an output of shape ``(N, C)`` (as
+    :mod:`reference.core.sampling`)."""
     options = options or {}
     n, c = shape
     if kind == "real":
@@ -315,7 +317,7 @@ def edge_datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32, edges: bool 
                   soft: bool = False, aim: str | None = None
                   ) -> tuple[Data, tuple[str, ...]]:
     """As :func:`datasets`; with ``edges``, batch sizes 1 and
-    :data:`~reference.edge_strategies.LARGE_BATCH` on purpose and, half the time, soft
+    :data:`~reference.fuzz.edges.LARGE_BATCH` on purpose and, half the time, soft
     targets that do not sum to 1 or hold zeros (always, with ``soft``, and soft targets
     whenever the loss takes them). Returns the data and the target edge classes.
     """
@@ -442,12 +444,13 @@ def op_cases(draw: st.DrawFn, *, ops: Collection[str] | None = None,
 
 @dataclass(frozen=True)
 class FuzzCase:
-    """A spec, its data and the conformance protocol (:data:`reference.conformance.PROTOCOLS`)."""
+    """A spec, its data and the conformance protocol
+    (:data:`reference.conformance.protocols.PROTOCOLS`)."""
 
     spec: Spec
     data: Data
     protocol: str = "single"
-    edges: tuple[str, ...] = ()  # the edge classes drawn (reference.edge_strategies)
+    edges: tuple[str, ...] = ()  # the edge classes drawn (reference.fuzz.edges)
 
     @property
     def hidden_layers(self) -> int:
@@ -468,23 +471,23 @@ def fuzz_cases(
     """A :class:`FuzzCase`; keyword arguments go to :func:`specs`.
 
     One case in eight is a graph with skip connections and concatenations
-    (:func:`reference.graph_strategies.graphs`), and one in eight a registry layer inside a
-    network (:func:`reference.layer_graphs.layer_graphs`: conv, pooling, norms, dropout,
+    (:func:`reference.fuzz.graphs.graphs`), and one in eight a registry layer inside a
+    network (:func:`reference.conformance.samples.layer_graphs`: conv, pooling, norms, dropout,
     embedding, recurrent cells, attention, ...), one in eight a composed conv net
-    (:func:`reference.conv_graphs.conv_nets`) and one in eight a sequence model or
-    transformer block (:mod:`reference.sequence_graphs`); ``include`` naming a graph op or
+    (:func:`reference.fuzz.conv.conv_nets`) and one in eight a sequence model or
+    transformer block (:mod:`reference.fuzz.sequence`); ``include`` naming a graph op or
     such a layer focuses every case on it (a conv or pool layer, or a recurrent or attention
     layer: half of them in composed nets).
     ``graphs_too=False`` draws chains only (for checks that take a chain, such as the
     comparison with ``torch.autograd.gradcheck``).
 
-    Chains reach the edges (:mod:`reference.edge_strategies`): one chain in two (in four
+    Chains reach the edges (:mod:`reference.fuzz.edges`): one chain in two (in four
     when ``include`` focuses the cases) gets some
     of the structural edge classes, and chains draw batch sizes 1 and 256 and soft targets
     off the simplex on purpose; ``case.edges`` names what was drawn. ``edges=False`` draws
     typical cases only (to show which mistakes only the edges reveal).
     """
-    from reference.conformance import PROTOCOLS
+    from reference.conformance.protocols import PROTOCOLS
 
     include = spec_kwargs.get("include", ())
     wanted = [op for op in include if op in GRAPH_OPS]
@@ -503,7 +506,7 @@ def fuzz_cases(
         data = draw(graph_data(spec, max_batch=max_batch))
     else:
         # Half the chains; a quarter when focused on an op, so that a focused search
-        # (reference.zoo.fuzz_kill) keeps most of its budget for the op's typical inputs.
+        # (reference.zoo.core.fuzz_kill) keeps most of its budget for the op's typical inputs.
         edgy = edges and draw(edge.roll(4 if include else 2)) == 0
         kwargs = dict(spec_kwargs)
         if edgy and "losses" not in kwargs and not set(include) & set(LOSSES):

@@ -1,7 +1,7 @@
 """The bug zoo's edge-input mutants: mistakes that only the edges of the input space reveal.
 
 Each is right on typical inputs and wrong at one edge class of
-:mod:`reference.edge_strategies`: logits past exp's overflow (no max shift), saturated
+:mod:`reference.fuzz.edges`: logits past exp's overflow (no max shift), saturated
 probabilities (an unclamped bce gradient), exact zeros in a target (``0 log 0``), soft
 targets whose rows do not sum to 1, a kink convention (hardtanh at its bounds).
 :func:`fuzz_kill`
@@ -19,7 +19,7 @@ import numpy as np
 from manual import numerics
 from manual.ops import classification_losses as cls
 from manual.ops import softmax as sx
-from reference.zoo import Mutant, _backward, _op
+from reference.zoo.core import Mutant, _backward, _op
 
 Array = Any
 
@@ -88,7 +88,7 @@ EDGE_MUTANTS: tuple[Mutant, ...] = (
 )
 
 EDGE_ZOO: dict[str, Mutant] = {m.name: m for m in EDGE_MUTANTS}
-# Mutants the typical draws can reach too: the kink points that reference.strategies.datasets
+# Mutants the typical draws can reach too: the kink points that reference.fuzz.strategies.datasets
 # mixes into the input of a leading activation reach hardtanh's bounds at layer 0 (a kink
 # convention is the same at any depth, so no kink mutant is edge-only; the edge draws add
 # the weight-gradient paths behind it).
@@ -96,13 +96,13 @@ TYPICAL_DRAWS_REACH = frozenset({"hardtanh_kink_inclusive"})
 
 
 def fuzz_kill(mutant: Mutant, max_examples: int, *, edges: bool = True) -> Any:
-    """As :func:`reference.zoo.fuzz_kill` (focused on ``mutant.ops``, derandomised, no
+    """As :func:`reference.zoo.core.fuzz_kill` (focused on ``mutant.ops``, derandomised, no
     shrinking), with the edge draws on or off: the first failing case, or ``None``."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis.errors import NoSuchExample
 
-    from reference.fuzz import fails, fixed_constants
-    from reference.strategies import fuzz_cases
+    from reference.fuzz.campaign import fails, fixed_constants
+    from reference.fuzz.strategies import fuzz_cases
 
     budget = settings(max_examples=max_examples, derandomize=True, database=None,
                       deadline=None, suppress_health_check=list(HealthCheck),

@@ -1,6 +1,6 @@
 """The bug zoo for the norm, dropout and embedding layers and the weighted losses.
 
-Each :class:`~reference.zoo.Mutant` swaps one registry entry (``manual.layers.LAYERS`` or
+Each :class:`~reference.zoo.core.Mutant` swaps one registry entry (``manual.layers.LAYERS`` or
 ``manual.registry.LOSSES``/``OPS``) for a copy with one realistic mistake, taken from the bug
 classes that hand-written code gets wrong (``review/users-own-code.md``): biased running
 variance, eval mode on batch statistics, batch-norm backward without its mean terms,
@@ -25,7 +25,7 @@ from manual.ops import classification_losses as cls
 from manual.ops import dropout as drop
 from manual.ops import embedding as emb
 from manual.ops import normalization as nrm
-from reference.zoo import Mutant, Patch
+from reference.zoo.core import Mutant, Patch
 
 _ORIGINAL = dict(LAYERS)  # the entries as registered, captured before any mutant runs
 Arrays = dict[str, np.ndarray]
@@ -327,12 +327,12 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
 
     Layers: every sample of each layer the mutant touches as a one-node graph spec, in
     train mode and eval mode (``compare_network``) and a train→eval→train sequence with the
-    state carried (``reference.layer_check``), after the pair's own protocol. Losses:
+    state carried (``reference.conformance.layers``), after the pair's own protocol. Losses:
     weighted and ignore_index cases through ``compare_op``. An exception counts as a kill
     (the engine refused or broke).
     """
-    from reference.compare import compare_op
-    from reference.layer_check import check_sample
+    from reference.conformance.layers import check_sample
+    from reference.core.compare import compare_op
 
     with mutant.inject(), np.errstate(all="ignore"):
         for name in mutant.ops:

@@ -5,7 +5,7 @@ engines, feeds both the same random gradients for ``steps`` steps (``torch.optim
 ``foreach=False``, so that PyTorch runs its single-tensor arithmetic), and after every step
 compares every parameter and every state buffer: ``step 3: layers.0.weight``,
 ``step 3: state layers.0.weight.exp_avg`` and, under a schedule, ``step 3: lr``.
-Whole training runs in lockstep are in :mod:`reference.training`.
+Whole training runs in lockstep are in :mod:`reference.training.lockstep`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from manual.numerics import Array
 from manual.optim.registry import OPTIMIZERS, SCHEDULES, OptimInfo, ScheduleInfo
 from manual.random import stream
 from manual.registry import Tolerance
-from reference.compare import compare_arrays
-from reference.records import ComparisonRecord, TensorComparison
+from reference.core.compare import compare_arrays
+from reference.core.records import ComparisonRecord, TensorComparison
 
 #: The parameters that the per-step conformance steps: an MLP's, 4 -> 5 -> 3.
 PARAM_SHAPES: Mapping[str, tuple[int, ...]] = {

@@ -25,7 +25,7 @@ from manual.layers.info import Signature
 from manual.parameters import initial_parameters, initial_state
 from manual.registry import LOSSES
 from manual.spec import Node, Spec
-from reference.engine import torch_callable
+from reference.core.engine import torch_callable
 
 
 def attribute(module: nn.Module, path: str) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 import manual
 from manual.registry import ACTIVATIONS, LOSSES, OpInfo
 from manual.spec import DTYPES, Spec
-from reference import sampling
+from reference.core import sampling
 
 # What the network puts after its last linear layer so that the loss gets the
 # input it is defined on: probabilities for bce, log-probabilities for nll and kl_div.

@@ -20,8 +20,8 @@ from manual.numerics import Array
 from manual.random import stream
 from manual.registry import LOSSES
 from manual.spec import Spec
-from reference import mirror
-from reference.engine import torch_callable
+from reference.core import mirror
+from reference.core.engine import torch_callable
 
 
 @dataclass
@@ -104,7 +104,7 @@ def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = No
               noise: Mapping[str, Array] | None = None,
               net: mirror.TorchGraph | None = None) -> Run:
     """One pass of the PyTorch mirror; every value keeps its gradient. Without ``net``, the
-    mirror is lent by :func:`reference.mirror.lend` (reset modules of an earlier case of the
+    mirror is lent by :func:`reference.core.mirror.lend` (reset modules of an earlier case of the
     same structure)."""
     if net is None:
         net = mirror.lend(spec, params, state)

@@ -30,9 +30,9 @@ import numpy as np
 import manual
 from manual.data import Data
 from manual.spec import Spec
-from reference.compare import run_tensors
-from reference.records import ComparisonRecord
-from reference.run import default_dloss, run_torch
+from reference.core.compare import run_tensors
+from reference.core.records import ComparisonRecord
+from reference.core.run import default_dloss, run_torch
 
 KAPPA = 4.0
 # Protocol tensors and the single-pass tensor (and multiple of it) whose rounding they carry.

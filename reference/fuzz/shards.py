@@ -2,7 +2,7 @@
 
 A campaign of ``examples`` cases under ``seed`` with ``count`` shards is a fixed list of
 :class:`Shard`: shard ``k`` runs ``examples // count`` cases (the first ``examples % count``
-shards one more) with :func:`reference.fuzz.run_campaign` under its own integer seed, drawn
+shards one more) with :func:`reference.fuzz.campaign.run_campaign` under its own integer seed, drawn
 from ``manual.random.stream(seed, "experiment", f"fuzz shard {k}")`` (one shard uses ``seed``
 itself, so ``count=1`` is exactly the unsharded campaign). Each shard is a separate
 Hypothesis run, seeded, with no example database, so it draws the same cases wherever and
@@ -39,7 +39,7 @@ from hypothesis.errors import HypothesisDeprecationWarning
 
 from manual.random import stream
 from manual.registry import ACTIVATIONS, LOSSES
-from reference.fuzz import COVERAGE_MIN_CASES, CampaignRecord, OpError, run_campaign
+from reference.fuzz.campaign import COVERAGE_MIN_CASES, CampaignRecord, OpError, run_campaign
 
 DEFAULT_SHARDS = 8
 TOP_UP_CASES = 8  # focused cases for each op a long campaign never drew (see top_up)
@@ -214,7 +214,7 @@ def top_up(merged: CampaignRecord, kept: list[CampaignRecord], root: str | None,
     property of the campaign, not of its seed. The top-up's seeds come from the campaign's,
     so the record still depends on ``examples``, ``seed`` and ``shards`` alone. An op that
     the focused draws cannot reach stays uncovered, and the coverage check names it."""
-    from reference.strategies import fuzz_cases
+    from reference.fuzz.strategies import fuzz_cases
 
     if merged.stopped or not merged.passed or merged.cases < COVERAGE_MIN_CASES:
         return merged
