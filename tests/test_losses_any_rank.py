@@ -16,10 +16,9 @@ from manual import targets
 from manual.data import make_data
 from manual.options import Values
 from manual.registry import LOSSES, OPS
-from manual.spec import parse_spec
+from manual.spec import DTYPES, parse_spec
 from reference.core.compare import compare_network, compare_op
 
-DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -29,7 +29,7 @@ from manual.data import Data
 from manual.files import atomic_write
 from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 from reference.conformance.protocols import run_protocol
 from reference.core.compare import compare_network, compare_op
 from reference.core.records import ComparisonRecord, dumps
@@ -419,7 +419,7 @@ def run_campaign(
     return record
 
 
-def coverage_gaps(record: CampaignRecord, *, dtypes: tuple[str, ...] = ("float32", "float64"),
+def coverage_gaps(record: CampaignRecord, *, dtypes: tuple[str, ...] = DTYPES,
                   ops: Iterable[str] | None = None, batches: tuple[str, ...] = BATCH_CLASSES,
                   edges: tuple[str, ...] = EDGE_CLASSES) -> list[str]:
     """What ``record`` never drew: a dtype, a registry op (activations and losses, by

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import manual
 from manual.registry import ACTIVATIONS
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 
 GRAPH_OPS = ("add", "concat")
 # Activations that keep every value finite and smooth enough for any wiring.
@@ -28,7 +28,7 @@ _ACTIVATIONS = tuple(sorted(name for name, op in ACTIVATIONS.items()
 
 @st.composite
 def graphs(draw: st.DrawFn, *, max_nodes: int = 8, max_width: int = 8,
-           dtypes: Collection[str] = ("float32", "float64"),
+           dtypes: Collection[str] = DTYPES,
            include: Collection[str] = ()) -> Spec:
     """A random graph spec with an ``mse`` or ``cross_entropy`` loss on its last node.
 

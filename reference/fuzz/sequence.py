@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import manual
 from manual.data import Data
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 
 CELLS = ("rnn", "lstm", "gru")
 ATTENTION = ("multi_head_attention", "scaled_dot_product_attention")
@@ -106,7 +106,7 @@ def _padding(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 @st.composite
-def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = ("float32", "float64"),
+def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = DTYPES,
                     include: Collection[str] = (), max_batch: int = 4) -> tuple[Spec, Data]:
     """A sequence model or a transformer block, and its data (see the module's docstring)."""
     cells = [op for op in include if op in CELLS]

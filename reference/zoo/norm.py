@@ -25,6 +25,7 @@ from manual.ops import classification_losses as cls
 from manual.ops import dropout as drop
 from manual.ops import embedding as emb
 from manual.ops import normalization as nrm
+from manual.spec import DTYPES
 from reference.zoo.core import Mutant, Patch
 
 _ORIGINAL = dict(LAYERS)  # the entries as registered, captured before any mutant runs
@@ -321,7 +322,7 @@ def _loss_cases(loss: str) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]
     return [(x, probability, {"pos_weight": [0.5, 1.0, 2.0, 3.0, 1.5]})]
 
 
-def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "float64")
+def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = DTYPES
                      ) -> str | None:
     """The first comparison that fails under ``mutant`` (``None`` if it survives).
 

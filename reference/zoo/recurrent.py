@@ -101,7 +101,8 @@ def layer_kill(mutant: Mutant, dtype: str = "float64", seed: int = 0) -> list[st
     with mutant.inject():
         for name in mutant.ops:
             info = LAYERS[name]
-            assert info.samples is not None
+            if info.samples is None:
+                raise ValueError(f"mutant {mutant.name}: layer {name} has no samples to run on")
             for sample in info.samples(np.random.default_rng(seed), dtype):
                 failures = compare_sample(info, sample, dtype, seed=seed,
                                           equal_nan=sample.name.endswith("_nan"))
