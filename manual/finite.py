@@ -100,8 +100,7 @@ def check_spec(spec: Spec) -> None:
     from manual.registry import LOSSES
 
     for index, node in enumerate(spec.nodes):
-        where = (f"layers[{index}] ({node.type})" if spec.chain
-                 else f"node {node.name!r} ({node.type})")
+        where = spec.label(index)
         problem = options_problem(LAYERS[node.type].options, node.options, spec.dtype,
                                   values=node.signature.params)
         if problem:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from manual import finite, jsonfile
 from manual.layers import LAYERS
 from manual.layers.info import Signature
-from manual.registry import INPUT_KINDS, LOSSES
+from manual.registry import INPUT_KINDS, LOSSES, hint, loss_info
 
 DTYPES = ("float32", "float64")
 MODES = ("train", "eval")
@@ -110,6 +110,13 @@ class Spec:
         source, output = split_ref(ref, self._nodes)
         signature = self._nodes[source].signature
         return signature.outputs[output] if output else signature.shape
+
+    def label(self, index: int) -> str:
+        """How errors name node ``index``: ``layers[2] (linear)`` in a chain, ``node 'skip'
+        (add)`` in a graph (as parsing does)."""
+        node = self.nodes[index]
+        return (f"layers[{index}] ({node.type})" if self.chain
+                else f"node {node.name!r} ({node.type})")
 
     def consumers(self, ref: str) -> tuple[str, ...]:
         return tuple(node.name for node in self.nodes if ref in node.inputs)
@@ -237,10 +244,10 @@ class _Graph:
             raise ValueError(f"{where}: {problem}")
         resolved = [self.resolve(where, ref) for ref in refs]
         kinds = {k for _, k in resolved}
-        if info.input_kind == "index" and kinds != {"index"}:
+        if info.behaviour.input_kind == "index" and kinds != {"index"}:
             raise ValueError(f"{where}: reads integer indices; its inputs must be graph inputs "
                              f"of kind 'index'")
-        if info.input_kind == "real" and "index" in kinds:
+        if info.behaviour.input_kind == "real" and "index" in kinds:
             raise ValueError(f"{where}: an input of kind 'index' can only feed a layer that "
                              f"reads indices (such as embedding)")
         try:
@@ -334,18 +341,18 @@ def _parse_loss(raw: object, spec: Spec) -> LayerSpec:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
     loss = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
-    needs = LOSSES[kind].needs
+    needs = loss_info(LOSSES[kind]).needs
     low, high = INPUT_KINDS[needs]
     last = spec.node(spec.output) if spec.nodes else None
     op = LAYERS[last.type].op if last is not None else None
     # A layer with no op (linear, conv, add, ...) produces unbounded real values.
-    made = op.output_range if op is not None else (-math.inf, math.inf)
+    made = op.domain.outputs if op is not None else (-math.inf, math.inf)
     if made[0] < low or made[1] > high:
         bounds = f"[{low:g}, {high:g}]".replace("inf", "∞")
         producer = ("the input" if last is None else f"the last layer ({last.type!r})"
                     if spec.chain else f"the output node {last.name!r} ({last.type})")
         raise ValueError(f"loss ({kind}): needs {needs} in {bounds}, but {producer} does not "
-                         f"produce them; {LOSSES[kind].hint}")
+                         f"produce them; {hint(LOSSES[kind])}")
     return loss
 
 

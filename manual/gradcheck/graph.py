@@ -141,12 +141,13 @@ class GraphEvaluator(Analytic):
             return bool(np.any(info.switches(args, node.options) != self.switches[node.name]))
         if info.op is None:
             return False
-        return _straddles(self.base[node.inputs[0]], args[0], tuple(info.op.kinks(node.options)))
+        kinks = tuple(info.op.domain.kinks(node.options))
+        return _straddles(self.base[node.inputs[0]], args[0], kinks)
 
     def _loss_crosses(self, loss_op: Any, out: Array) -> bool:
         """Whether the loss's input (less the target, for a regression loss) crossed a kink
         (``l1`` at 0, ``huber`` at ``delta``)."""
-        kinks = tuple(loss_op.kinks(self.spec.loss.options))
+        kinks = tuple(loss_op.domain.kinks(self.spec.loss.options))
         if not kinks:
             return False
         before = np.asarray(self.base[self.spec.output])

@@ -93,15 +93,31 @@ Switches = Callable[[tuple[Array, ...], Mapping[str, Any]], Array]
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """How a layer treats its batch and its modes.
+
+    ``rows_independent`` is False when samples of a batch interact (batch norm in train
+    mode); ``train_eval_differ`` when train and eval mode compute different things (batch
+    norm, dropout), so both are checked; ``input_kind`` is ``"index"`` for a layer that reads
+    integer inputs (embedding).
+    """
+
+    rows_independent: bool = True
+    train_eval_differ: bool = False
+    input_kind: Literal["real", "index"] = "real"
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     """Everything the harness knows about one layer type.
 
-    ``structure`` tells the gradient check and the strategies what they may assume:
-    ``affine`` (a matrix product over the last axis), ``elementwise``, ``rowwise`` (mixes the
-    last axis only) or ``general``. ``rows_independent`` is False when samples of a batch
-    interact (batch norm in train mode). ``input_kind`` is ``"index"`` for layers that read
-    integer inputs (embedding). An activation's entry points at its ``op``, which keeps its
-    domain, kinks, variants, tolerances and complex-step flag.
+    ``structure`` tells the gradient check and the strategies what they may assume (they choose
+    by it, never by the name): ``affine`` (a matrix product over the last axis, with
+    parameters ``weight`` ``(out, in)`` and an optional ``bias``), ``elementwise`` (one scalar
+    function of each element, the shape kept), ``rowwise`` (mixes the last axis only) or
+    ``general``. :class:`Behaviour` says how it treats the batch and the modes. An activation's
+    entry points at its ``op``, which keeps its domain, kinks, variants, tolerances and complex
+    forward.
 
     ``switches(inputs, options)`` (optional) names the branch the forward takes at each output
     position (max pooling: the winning offset of each window). A perturbation that changes any
@@ -115,9 +131,7 @@ class LayerInfo:
     options: Mapping[str, LayerOption]
     signature: SignatureFn
     structure: Structure = "general"
-    rows_independent: bool = True
-    train_eval_differ: bool = False
-    input_kind: Literal["real", "index"] = "real"
+    behaviour: Behaviour = Behaviour()
     samples: Samples | None = None
     op: OpInfo | None = None
     switches: Switches | None = None

@@ -71,7 +71,7 @@ def _input_names(count: int) -> list[str]:
 def layer_spec(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
                *, mode: str = "train", seed: int = 0) -> Spec:
     """The one-node graph spec of layer ``name`` reading ``inputs`` (batch first)."""
-    kind = "index" if LAYERS[name].input_kind == "index" else "real"
+    kind = "index" if LAYERS[name].behaviour.input_kind == "index" else "real"
     refs = _input_names(len(inputs))
     graph_inputs = {ref: {"shape": list(np.shape(a)[1:]), **({"kind": kind} if kind != "real"
                                                                else {})}

@@ -42,7 +42,7 @@ def layer_samples(name: str, dtype: str, seed: int = 0) -> list[Sample]:
 
 
 def modes(name: str) -> tuple[str, ...]:
-    return ("train", "eval") if LAYERS[name].train_eval_differ else ("train",)
+    return ("train", "eval") if LAYERS[name].behaviour.train_eval_differ else ("train",)
 
 
 def layer_cases(dtypes: tuple[str, ...] = DTYPES

@@ -94,10 +94,10 @@ def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
         if op is None or node.inputs[0] not in values:  # a graph input: both engines alike
             continue
         m, r = values[node.inputs[0]]
-        if _straddles(m, r, op.kinks(node.options)):
+        if _straddles(m, r, op.domain.kinks(node.options)):
             return f"{node.name} ({node.type})"
     loss = LOSSES[spec.loss.type]
-    kinks = loss.kinks(spec.loss.options)
+    kinks = loss.domain.kinks(spec.loss.options)
     if kinks and spec.output in values:
         m, r = values[spec.output]
         if m.shape == data.y.shape:

@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 
 import manual
 from manual.layers import LAYERS
+from manual.registry import LOSSES
 from manual.spec import DTYPES, Spec
+from reference.core import sampling
 
 CONV_NET_LAYERS = ("conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
                    "adaptive_avg_pool2d")
@@ -179,7 +181,7 @@ def conv_nets(draw: st.DrawFn, *, dtypes: Collection[str] = DTYPES,
     loss = "cross_entropy" if classes > 1 and draw(st.booleans()) else "mse"
     net.add("flatten", [net.last])
     net.add("linear", [net.last], out_features=classes)
-    has_norm = any(n["type"] == "batch_norm" for n in net.nodes)
+    has_norm = any(LAYERS[n["type"]].behaviour.train_eval_differ for n in net.nodes)
     spec = manual.parse_spec({
         "inputs": {"x": {"shape": list(net.shapes["x"])}}, "nodes": net.nodes,
         "output": net.last, "loss": {"type": loss},
@@ -189,6 +191,5 @@ def conv_nets(draw: st.DrawFn, *, dtypes: Collection[str] = DTYPES,
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     shape = (batch, *net.shapes["x"])
     x = rng.integers(-3, 4, shape).astype(np.float64) if integer else rng.standard_normal(shape)
-    y = rng.integers(0, classes, batch) if loss == "cross_entropy" else \
-        rng.standard_normal((batch, classes))
+    y = sampling.target(LOSSES[spec.loss.type].targets[0], (batch, classes), rng, spec.dtype)
     return spec, manual.make_data(spec, x, y)

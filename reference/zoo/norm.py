@@ -313,9 +313,10 @@ def _loss_cases(loss: str) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]
     x = rng.normal(size=(4, 3, 5))
     t = rng.integers(0, 3, size=(4, 5))
     t.reshape(-1)[::3] = 1
-    if loss == "nll":
+    info = registry.loss_info(registry.LOSSES[loss])
+    if info.needs == "log-probabilities":  # nll: log-softmax over the classes (dim 1)
         x = x - np.log(np.exp(x).sum(1, keepdims=True))
-    if loss in ("cross_entropy", "nll"):
+    if "class_index" in info.targets:
         return [(x, t, {"weight": [0.5, 2.0, 1.0], "ignore_index": 1}),
                 (x, t, {"ignore_index": 1})]
     probability = rng.uniform(size=x.shape)

@@ -282,7 +282,7 @@ ENGINES: Mapping[str, Callable[..., Trace]] = {"manual": run_manual, "torch": ru
 
 def saturated_fraction(activation: str, a: np.ndarray) -> float | None:
     """Share of units within 1% of the output range's ends (bounded activations only)."""
-    low, high = ACTIVATIONS[activation].output_range
+    low, high = ACTIVATIONS[activation].domain.outputs
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     margin = 0.01 * (high - low)
