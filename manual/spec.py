@@ -72,6 +72,13 @@ class Node:
     def shape(self) -> Shape:
         return self.signature.shape
 
+    @functools.cached_property
+    def resolved(self) -> Mapping[str, Any]:
+        """The options as the node runs them: the spec's, plus what the signature resolved
+        from them at load (a convolution's geometry). ``options`` keeps the spec's form,
+        which ``to_dict`` writes back."""
+        return {**self.options, **self.signature.options}
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "inputs": list(self.inputs),
                 **self.options}
@@ -211,8 +218,9 @@ def _shape(raw: object, where: str, what: str) -> Shape:
 class _Graph:
     """The nodes parsed so far, so that each new node can be checked against them."""
 
-    def __init__(self, inputs: tuple[Input, ...]) -> None:
+    def __init__(self, inputs: tuple[Input, ...], dtype: str) -> None:
         self.inputs = {i.name: i for i in inputs}
+        self.dtype = dtype
         self.nodes: dict[str, Node] = {}
         self.later: set[str] = set()
 
@@ -254,6 +262,11 @@ class _Graph:
             signature = info.signature(options, tuple(shape for shape, _ in resolved))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
+        # Finite as JSON is not finite in float32 (the parameter values too).
+        problem = finite.options_problem(info.options, options, self.dtype,
+                                         values=signature.params)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
         node = Node(name, kind, tuple(refs), options, signature)
         self.nodes[name] = node
         return node
@@ -268,7 +281,8 @@ def _layer_type(where: str, raw: object) -> str:
     return raw["type"]
 
 
-def _parse_chain(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+def _parse_chain(raw: Mapping[str, Any], dtype: str
+                 ) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
     shape = _shape(raw["input_shape"], "input_shape", "[D] or [d1, ..., dk]")
     if not shape:
         raise ValueError("input_shape: must be [D] or [d1, ..., dk] with positive integers, "
@@ -276,7 +290,7 @@ def _parse_chain(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node,
     if not isinstance(raw["layers"], list):
         raise ValueError(f"layers: must be a list, got {type(raw['layers']).__name__}")
     inputs = (Input(CHAIN_INPUT, shape),)
-    graph, previous = _Graph(inputs), CHAIN_INPUT
+    graph, previous = _Graph(inputs, dtype), CHAIN_INPUT
     for index, item in enumerate(raw["layers"]):
         kind = _layer_type(f"layers[{index}]", item)
         name = f"layers.{index}"
@@ -304,14 +318,15 @@ def _parse_inputs(raw: object) -> tuple[Input, ...]:
     return tuple(inputs)
 
 
-def _parse_graph(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+def _parse_graph(raw: Mapping[str, Any], dtype: str
+                 ) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
     for required in ("inputs", "nodes"):
         if required not in raw:
             raise ValueError(f"spec: missing field {required!r}")
     inputs = _parse_inputs(raw["inputs"])
     if not isinstance(raw["nodes"], list) or not raw["nodes"]:
         raise ValueError("nodes: must be a non-empty list")
-    graph = _Graph(inputs)
+    graph = _Graph(inputs, dtype)
     names = [item.get("name") if isinstance(item, dict) else None for item in raw["nodes"]]
     for index, item in enumerate(raw["nodes"]):
         name = names[index]
@@ -341,6 +356,9 @@ def _parse_loss(raw: object, spec: Spec) -> LayerSpec:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
     loss = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
+    problem = finite.options_problem(LOSSES[kind].options, loss.options, spec.dtype)
+    if problem:  # finite as JSON is not finite in float32
+        raise ValueError(f"loss ({kind}): {problem}")
     needs = loss_info(LOSSES[kind]).needs
     low, high = INPUT_KINDS[needs]
     last = spec.node(spec.output) if spec.nodes else None
@@ -381,11 +399,10 @@ def parse_spec(raw: object) -> Spec:
     mode = raw.get("mode", "train")
     if mode not in MODES:
         raise ValueError(f"mode: must be 'train' or 'eval', got {mode!r}")
-    inputs, nodes, output = _parse_chain(raw) if chain else _parse_graph(raw)
+    inputs, nodes, output = _parse_chain(raw, dtype) if chain else _parse_graph(raw, dtype)
     spec = Spec(inputs, nodes, output, LayerSpec("mse"), dtype, seed, name, mode, chain)
     spec = Spec(inputs, nodes, output, _parse_loss(raw["loss"], spec), dtype, seed, name, mode,
                 chain)
-    finite.check_spec(spec)  # finite as JSON is not finite in float32
     return spec
 
 

@@ -24,6 +24,7 @@ from manual.gradcheck.core import Analytic, Array
 from manual.layers import LAYERS
 from manual.network import Network
 from manual.parameters import draw_noise, initial_parameters, initial_state
+from manual.random import stream
 from manual.registry import LOSSES
 from manual.spec import Spec
 
@@ -47,7 +48,7 @@ class GraphEvaluator(Analytic):
         # A reduced loss is backpropagated from 1; ``none`` from a seeded random upstream,
         # drawn as the rank-one evaluator draws it.
         shape = np.shape(loss)
-        self.dloss = np.random.default_rng([seed, 1]).standard_normal(shape) if shape \
+        self.dloss = stream(seed, "gradcheck", "dloss").standard_normal(shape) if shape \
             else np.ones(())
         self.base: dict[str, Any] = dict(net.values)
         self.training = net.training
@@ -118,7 +119,7 @@ class GraphEvaluator(Analytic):
             state = {k: self.state[f"{node.name}.{k}"] for k in node.signature.state}
             noise = {k: self.noise[f"{node.name}.{k}"] for k in node.signature.noise}
             y, _, _ = info.forward(args, params, state, noise, training=self.training,
-                                   **node.options)
+                                   **node.resolved)
             if node.signature.outputs:
                 for out, v in zip(node.signature.outputs, y, strict=True):
                     values[f"{node.name}.{out}"] = v
@@ -137,8 +138,8 @@ class GraphEvaluator(Analytic):
         if info.switches is not None:
             if node.name not in self.switches:
                 base = tuple(self.base[ref] for ref in node.inputs)
-                self.switches[node.name] = info.switches(base, node.options)
-            return bool(np.any(info.switches(args, node.options) != self.switches[node.name]))
+                self.switches[node.name] = info.switches(base, node.resolved)
+            return bool(np.any(info.switches(args, node.resolved) != self.switches[node.name]))
         if info.op is None:
             return False
         kinks = tuple(info.op.domain.kinks(node.options))

@@ -37,6 +37,7 @@ from manual.gradcheck.opcheck import complex_form
 from manual.gradcheck.records import GradcheckRecord
 from manual.layers import LAYERS
 from manual.network import build, initial_parameters
+from manual.random import stream
 from manual.registry import LOSSES
 from manual.spec import Spec, parse_spec
 
@@ -147,7 +148,7 @@ class NetworkEvaluator(Analytic):
         self.x, self.y = data.x, data.y
         options = dict(spec.loss.options)
         reduction = options.get("reduction", "mean")
-        rng = np.random.default_rng([seed, 1])
+        rng = stream(seed, "gradcheck", "dloss")  # as the general evaluator draws it
         try:  # the subject under test: whatever it raises is its failure, not bad input
             net = build(spec, params64)
             out = net.forward(self.x)

@@ -15,6 +15,7 @@ import numpy as np
 from manual.gradcheck.core import Array, straddles
 from manual.gradcheck.modes import check_function
 from manual.gradcheck.records import GradcheckRecord
+from manual.random import stream
 from manual.registry import OPS, OpInfo
 
 
@@ -47,7 +48,7 @@ def check_op(
     if complex_step:
         complex_form(op, options)  # refused here, before anything is computed
     x = np.asarray(x, dtype=np.float64)
-    rng = np.random.default_rng([seed, 1])
+    rng = stream(seed, "gradcheck", op.name)
     points = () if complex_step else tuple(op.domain.kinks(options))
     if op.kind == "activation":
         fn = (complex_form(op, options) if complex_step

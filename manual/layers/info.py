@@ -15,6 +15,10 @@ The pair's convention (every entry):
     forward(inputs, params, state, noise, *, training, **options) -> (y, cache, new_state)
     backward(dy, cache) -> (dinputs, dparams)
 
+A node's forward gets its resolved options (:attr:`manual.spec.Node.resolved`: the spec's,
+plus what its signature resolved once, such as a convolution's geometry); given the spec's
+options alone, a forward resolves them itself.
+
 ``inputs`` is a tuple of arrays with the batch first; ``dinputs`` has one entry per input
 (``None`` for an index input); ``dparams`` has the keys of ``params``. Both are pure:
 ``new_state`` is a new dict (empty when the layer has no state) and nothing given is written.
@@ -64,6 +68,11 @@ class Signature:
     ``shape`` is then the first one's. Its backward receives a tuple of upstream gradients,
     one per output (zeros for an output nothing consumed). Other nodes refer to an output as
     ``<node>.<output>``; ``<node>`` alone is the first.
+
+    ``options`` are what the signature resolved from the node's options once, at load (a
+    convolution's or a pooling's window geometry: kernel, stride and dilation as tuples, the
+    padding per side, the output size): the node's forward and its torch builder read them
+    (:attr:`manual.spec.Node.resolved`), so that nothing derives them again per call.
     """
 
     shape: Shape
@@ -71,6 +80,7 @@ class Signature:
     params: Mapping[str, Slot] = field(default_factory=dict)
     state: Mapping[str, Slot] = field(default_factory=dict)
     noise: Mapping[str, Slot] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

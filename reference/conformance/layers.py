@@ -134,7 +134,7 @@ def pair_problems(case: SampleCase, data: Data, state: Mapping[str, np.ndarray],
         "noise": own_noise}
     before = {what: {k: v.copy() for k, v in arrays.items()} for what, arrays in given.items()}
     y, cache, _ = info.forward(inputs, params, own_state, own_noise, training=training,
-                               **node.options)
+                               **node.resolved)
     rng = stream(case.spec.seed, "upstream", node.name)
     outputs = y if isinstance(y, tuple) else (y,)  # several outputs: one upstream each
     dys = [rng.standard_normal(np.shape(out)).astype(case.spec.dtype) for out in outputs]

@@ -10,9 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 import manual
+from manual.random import stream
 from manual.registry import ACTIVATIONS, LOSSES, OpInfo, loss_info
 from manual.spec import DTYPES, Spec
 from reference.core import sampling
@@ -77,7 +76,7 @@ def network_spec(
 
 def network_data(spec: Spec, batch: int = 5, target_kind: str | None = None) -> manual.Data:
     """Seeded inputs and a target of the loss's (first) kind for ``spec``."""
-    rng = np.random.default_rng([spec.seed, 2])
+    rng = stream(spec.seed, "matrix", spec.name)
     x = rng.standard_normal((batch, spec.input_shape[0]))
     op = LOSSES[spec.loss.type]
     y = sampling.target(target_kind or op.targets[0], (batch, spec.output_width), rng,
@@ -139,7 +138,7 @@ def graph_spec(name: str, dtype: str, seed: int = 0) -> Spec:
 
 def graph_data(spec: Spec, batch: int = 5) -> manual.Data:
     """Seeded inputs and a target of the loss's first kind for a graph of :data:`GRAPHS`."""
-    rng = np.random.default_rng([spec.seed, 2])
+    rng = stream(spec.seed, "matrix", spec.name)
     x = rng.standard_normal((batch, *spec.input_shape))
     kind = LOSSES[spec.loss.type].targets[0]
     return manual.make_data(spec, x, sampling.target(kind, (batch, spec.output_width), rng,

@@ -30,6 +30,7 @@ import numpy as np
 
 import manual
 from manual.data import Data
+from manual.random import stream
 from manual.registry import ACTIVATIONS, OPS, OpInfo, Tolerance
 from manual.spec import Spec
 from reference.conformance import matrix
@@ -190,7 +191,7 @@ def op_no_mutation(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | No
     """One op's forward and backward leave its input, target and upstream gradient unchanged."""
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "matrix", op.name)
     x = sampling.op_input(op, shape, rng, dtype)
     arrays = {"x": x}
     if op.kind == "loss":
