@@ -3,10 +3,12 @@
 Each activation and loss is one frozen :class:`OpInfo`: how the manual engine
 computes it, which PyTorch callable mirrors it (a dotted name, so that this
 module never imports torch; a user's own op may give the callable itself), its
-options, the inputs it is defined on, its kinks and any tolerance override with
-the reason for it. Conformance tests, strategies, gradient checks and reports
-iterate :data:`ACTIVATIONS` and :data:`LOSSES`; adding an op is one entry here
-plus its forward/backward pair.
+options, and its facts in small groups: :class:`Domain` (inputs, outputs, kinks,
+shift invariance), :class:`Oracle` (how PyTorch is called and trusted, tolerance
+overrides with their reasons), :class:`LossInfo` and :class:`Calculus`. Conformance
+tests, strategies, gradient checks, target validation and reports iterate
+:data:`ACTIVATIONS` and :data:`LOSSES` and read these fields, never a table keyed on
+an op's name; adding an op is one entry here plus its forward/backward pair.
 """
 
 from __future__ import annotations

@@ -67,9 +67,12 @@ class Dense(NamedTuple):
 Stack = Columns | Rows | Dense
 
 
+Fn = Callable[[NDArray[Any]], NDArray[Any]]
+
+
 @dataclass(frozen=True)
 class _Affine:
-    """An ``affine`` node: :math:`Y = X W^\top + b` over the last axis."""
+    r"""An ``affine`` node: :math:`Y = X W^\top + b` over the last axis."""
 
     weight: Array
     bias: Array | None
@@ -80,12 +83,9 @@ class _Pointwise:
     """An ``elementwise`` or ``rowwise`` node: ``fn`` on a stack of rows (the entry's own
     forward, or the complex step's analytic form), with its kinks."""
 
-    fn: Callable[[NDArray[Any]], NDArray[Any]]
+    fn: Fn
     rowwise: bool
     kinks: tuple[float, ...] = ()
-
-
-Fn = Callable[[NDArray[Any]], NDArray[Any]]
 
 
 def _on_rows(fn: Fn) -> Fn:
