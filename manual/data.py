@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from manual.finite import array_problem
+from manual.registry import LOSSES
 from manual.spec import Spec, load_json
 from manual.targets import as_array, validate_target
 
@@ -79,7 +80,7 @@ def make_data(spec: Spec, x_raw: object, y_raw: object,
     rest = {item.name: _graph_input(spec, index, others[item.name], item.name, x.shape[0])
             for index, item in enumerate(spec.inputs) if index}
     with np.errstate(over="ignore"):  # an overflowing cast is named by _cast
-        y = validate_target(spec.loss.type, spec.loss.options,
+        y = validate_target(LOSSES[spec.loss.type], spec.loss.options,
                             (x.shape[0], *spec.output_shape), y_raw, spec.dtype)
     return Data(x, y if y.dtype.kind != "f" else _cast(y, "data.y", spec.dtype), rest)
 

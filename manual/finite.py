@@ -2,8 +2,9 @@
 
 ``1e308`` is a fine float64 and ``inf`` in float32; ``1e-50`` becomes 0 in float32. Both
 engines compute in the spec's dtype, so every number a spec or data file gives is checked
-after the cast: a weight or data value must stay finite, and an option must still satisfy
-its declaration (``celu``'s ``alpha`` must not round to zero). The message names the field:
+after the cast (a node's options when parsing reads them, once): a weight or data value must
+stay finite, and an option must still satisfy its declaration (``celu``'s ``alpha`` must not
+round to zero). The message names the field:
 ``layers[1] (leaky_relu): negative_slope 1e+39 overflows float32`` (a graph's node is
 ``node 'skip' (leaky_relu)``).
 """
@@ -12,14 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from manual.options import Given, LayerOption, Real
-
-if TYPE_CHECKING:
-    from manual.spec import Spec
 
 
 def _cast(value: Any, dtype: str) -> np.ndarray:
@@ -91,21 +89,3 @@ def options_problem(declared: Mapping[str, LayerOption], options: Mapping[str, A
         if problem:
             return problem
     return None
-
-
-def check_spec(spec: Spec) -> None:
-    """Raise a ``ValueError`` naming the node and field of the first value ``spec.dtype``
-    cannot hold."""
-    from manual.layers import LAYERS
-    from manual.registry import LOSSES
-
-    for index, node in enumerate(spec.nodes):
-        where = (f"layers[{index}] ({node.type})" if spec.chain
-                 else f"node {node.name!r} ({node.type})")
-        problem = options_problem(LAYERS[node.type].options, node.options, spec.dtype,
-                                  values=node.signature.params)
-        if problem:
-            raise ValueError(f"{where}: {problem}")
-    problem = options_problem(LOSSES[spec.loss.type].options, spec.loss.options, spec.dtype)
-    if problem:
-        raise ValueError(f"loss ({spec.loss.type}): {problem}")

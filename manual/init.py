@@ -306,22 +306,3 @@ def _trunc_normal_variance(mean: float, std: float, a: float, b: float) -> float
     shift = (pdf[0] - pdf[1]) / mass
     return std * std * (1 + first - shift * shift)
 
-
-def linear_parameters(rng: np.random.Generator, out_features: int, in_features: int,
-                      init: Mapping[str, Mapping[str, Any]]
-                      ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    r"""A linear layer's weight and bias, each from ``init[key] = {"type": ..., **options}``.
-
-    A key left out keeps ``nn.Linear``'s default, :math:`U(-k, k)`, :math:`k = 1/\sqrt{D_{in}}`.
-    The weight is drawn before the bias, from the same ``rng``.
-    """
-    bound = 1 / math.sqrt(in_features)
-    arrays = []
-    for key, shape in (("weight", (out_features, in_features)), ("bias", (out_features,))):
-        entry = init.get(key)
-        if entry is None:
-            arrays.append(rng.uniform(-bound, bound, size=shape))
-        else:
-            options = {k: v for k, v in entry.items() if k != "type"}
-            arrays.append(initialize(entry["type"], shape, rng, **options))
-    return arrays[0], arrays[1]

@@ -41,7 +41,7 @@ class Network:
             signature = node.signature
             own = {k: params[f"{node.name}.{k}"] for k in signature.params}
             buffers = {k: state[f"{node.name}.{k}"] for k in signature.state}
-            self.modules[node.name] = Layer(LAYERS[node.type], node.options, own, buffers,
+            self.modules[node.name] = Layer(LAYERS[node.type], node.resolved, own, buffers,
                                             registered=True)
         self.loss_op: OpInfo = LOSSES[spec.loss.type]
         self.loss_options = dict(spec.loss.options)

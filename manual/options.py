@@ -74,6 +74,37 @@ class Int:
 
 
 @dataclass(frozen=True)
+class Ints:
+    """An integer, or a list of integers (one per spatial dimension: the signature checks the
+    length and stores the tuple), each at least ``low``: ``kernel_size``, ``stride``.
+
+    ``words`` are strings accepted too (``padding``'s ``"same"``, ``"valid"``); a ``None``
+    default accepts null (pooling's stride: the kernel size), and ``empty`` an empty list (the
+    same, as in PyTorch).
+    """
+
+    default: object = None
+    low: int = 1
+    words: tuple[str, ...] = ()
+    empty: bool = False
+    required: bool = False
+
+    def check(self, value: object) -> str | None:
+        if isinstance(value, str) and value in self.words:
+            return None
+        if value is None and self.default is None and not self.required:
+            return None
+        items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(items, list) or not (items or self.empty) or any(
+                isinstance(v, bool) or not isinstance(v, int) for v in items):
+            also = "".join(f", {w!r}" for w in self.words)
+            return f"must be an integer or a list of integers{also}, got {value!r}"
+        if any(v < self.low for v in items):
+            return f"must be at least {self.low}, got {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class Given:
     """A value whose check needs the input shapes: the layer's signature validates it."""
 
@@ -109,4 +140,4 @@ Option = Real | Choice | Flag | Int | Values
 
 REDUCTION = Choice("mean", ("mean", "sum", "none"))
 
-LayerOption = Real | Choice | Flag | Int | Given | Values
+LayerOption = Real | Choice | Flag | Int | Ints | Given | Values

@@ -12,9 +12,17 @@ import zlib
 
 import numpy as np
 
+# The numbers are part of every seeded result: never renumber one, only add.
 PURPOSES = {
-    "params": 1, "state": 2, "noise": 3, "dloss": 4, "data": 5, "gradcheck": 6, "sample": 7,
-    "upstream": 8, "shuffle": 9, "experiment": 10, "optim": 11,
+    "params": 1, "state": 2, "noise": 3, "dloss": 4, "data": 5,
+    "gradcheck": 6,  # the gradient check's upstream weights (a loss with reduction 'none')
+    "sample": 7, "upstream": 8, "shuffle": 9,
+    "experiment": 10,  # reports.experiments, one node per quantity
+    "optim": 11,
+    "directions": 12,  # the gradient check's sparse elements and projection directions
+    "matrix": 13,  # the conformance matrix's inputs and targets
+    "report": 14,  # what a report section draws (its random networks)
+    "zoo": 15,  # the bug zoo's own cases
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from manual import finite, jsonfile
 from manual.layers import LAYERS
 from manual.layers.info import Signature
-from manual.registry import INPUT_KINDS, LOSSES
+from manual.registry import INPUT_KINDS, LOSSES, hint, loss_info
 
 DTYPES = ("float32", "float64")
 MODES = ("train", "eval")
@@ -72,6 +72,13 @@ class Node:
     def shape(self) -> Shape:
         return self.signature.shape
 
+    @functools.cached_property
+    def resolved(self) -> Mapping[str, Any]:
+        """The options as the node runs them: the spec's, plus what the signature resolved
+        from them at load (a convolution's geometry). ``options`` keeps the spec's form,
+        which ``to_dict`` writes back."""
+        return {**self.options, **self.signature.options}
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "inputs": list(self.inputs),
                 **self.options}
@@ -110,6 +117,13 @@ class Spec:
         source, output = split_ref(ref, self._nodes)
         signature = self._nodes[source].signature
         return signature.outputs[output] if output else signature.shape
+
+    def label(self, index: int) -> str:
+        """How errors name node ``index``: ``layers[2] (linear)`` in a chain, ``node 'skip'
+        (add)`` in a graph (as parsing does)."""
+        node = self.nodes[index]
+        return (f"layers[{index}] ({node.type})" if self.chain
+                else f"node {node.name!r} ({node.type})")
 
     def consumers(self, ref: str) -> tuple[str, ...]:
         return tuple(node.name for node in self.nodes if ref in node.inputs)
@@ -204,8 +218,9 @@ def _shape(raw: object, where: str, what: str) -> Shape:
 class _Graph:
     """The nodes parsed so far, so that each new node can be checked against them."""
 
-    def __init__(self, inputs: tuple[Input, ...]) -> None:
+    def __init__(self, inputs: tuple[Input, ...], dtype: str) -> None:
         self.inputs = {i.name: i for i in inputs}
+        self.dtype = dtype
         self.nodes: dict[str, Node] = {}
         self.later: set[str] = set()
 
@@ -237,16 +252,21 @@ class _Graph:
             raise ValueError(f"{where}: {problem}")
         resolved = [self.resolve(where, ref) for ref in refs]
         kinds = {k for _, k in resolved}
-        if info.input_kind == "index" and kinds != {"index"}:
+        if info.behaviour.input_kind == "index" and kinds != {"index"}:
             raise ValueError(f"{where}: reads integer indices; its inputs must be graph inputs "
                              f"of kind 'index'")
-        if info.input_kind == "real" and "index" in kinds:
+        if info.behaviour.input_kind == "real" and "index" in kinds:
             raise ValueError(f"{where}: an input of kind 'index' can only feed a layer that "
                              f"reads indices (such as embedding)")
         try:
             signature = info.signature(options, tuple(shape for shape, _ in resolved))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
+        # Finite as JSON is not finite in float32 (the parameter values too).
+        problem = finite.options_problem(info.options, options, self.dtype,
+                                         values=signature.params)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
         node = Node(name, kind, tuple(refs), options, signature)
         self.nodes[name] = node
         return node
@@ -261,7 +281,8 @@ def _layer_type(where: str, raw: object) -> str:
     return raw["type"]
 
 
-def _parse_chain(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+def _parse_chain(raw: Mapping[str, Any], dtype: str
+                 ) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
     shape = _shape(raw["input_shape"], "input_shape", "[D] or [d1, ..., dk]")
     if not shape:
         raise ValueError("input_shape: must be [D] or [d1, ..., dk] with positive integers, "
@@ -269,7 +290,7 @@ def _parse_chain(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node,
     if not isinstance(raw["layers"], list):
         raise ValueError(f"layers: must be a list, got {type(raw['layers']).__name__}")
     inputs = (Input(CHAIN_INPUT, shape),)
-    graph, previous = _Graph(inputs), CHAIN_INPUT
+    graph, previous = _Graph(inputs, dtype), CHAIN_INPUT
     for index, item in enumerate(raw["layers"]):
         kind = _layer_type(f"layers[{index}]", item)
         name = f"layers.{index}"
@@ -297,14 +318,15 @@ def _parse_inputs(raw: object) -> tuple[Input, ...]:
     return tuple(inputs)
 
 
-def _parse_graph(raw: Mapping[str, Any]) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
+def _parse_graph(raw: Mapping[str, Any], dtype: str
+                 ) -> tuple[tuple[Input, ...], tuple[Node, ...], str]:
     for required in ("inputs", "nodes"):
         if required not in raw:
             raise ValueError(f"spec: missing field {required!r}")
     inputs = _parse_inputs(raw["inputs"])
     if not isinstance(raw["nodes"], list) or not raw["nodes"]:
         raise ValueError("nodes: must be a non-empty list")
-    graph = _Graph(inputs)
+    graph = _Graph(inputs, dtype)
     names = [item.get("name") if isinstance(item, dict) else None for item in raw["nodes"]]
     for index, item in enumerate(raw["nodes"]):
         name = names[index]
@@ -334,18 +356,21 @@ def _parse_loss(raw: object, spec: Spec) -> LayerSpec:
         raise ValueError(f"loss: unknown loss type {kind!r} (known: {', '.join(LOSSES)})")
     given = {k: v for k, v in raw.items() if k != "type"}
     loss = LayerSpec(kind, _check_options(f"loss ({kind})", LOSSES[kind].options, given))
-    needs = LOSSES[kind].needs
+    problem = finite.options_problem(LOSSES[kind].options, loss.options, spec.dtype)
+    if problem:  # finite as JSON is not finite in float32
+        raise ValueError(f"loss ({kind}): {problem}")
+    needs = loss_info(LOSSES[kind]).needs
     low, high = INPUT_KINDS[needs]
     last = spec.node(spec.output) if spec.nodes else None
     op = LAYERS[last.type].op if last is not None else None
     # A layer with no op (linear, conv, add, ...) produces unbounded real values.
-    made = op.output_range if op is not None else (-math.inf, math.inf)
+    made = op.domain.outputs if op is not None else (-math.inf, math.inf)
     if made[0] < low or made[1] > high:
         bounds = f"[{low:g}, {high:g}]".replace("inf", "∞")
         producer = ("the input" if last is None else f"the last layer ({last.type!r})"
                     if spec.chain else f"the output node {last.name!r} ({last.type})")
         raise ValueError(f"loss ({kind}): needs {needs} in {bounds}, but {producer} does not "
-                         f"produce them; {LOSSES[kind].hint}")
+                         f"produce them; {hint(LOSSES[kind])}")
     return loss
 
 
@@ -374,11 +399,10 @@ def parse_spec(raw: object) -> Spec:
     mode = raw.get("mode", "train")
     if mode not in MODES:
         raise ValueError(f"mode: must be 'train' or 'eval', got {mode!r}")
-    inputs, nodes, output = _parse_chain(raw) if chain else _parse_graph(raw)
+    inputs, nodes, output = _parse_chain(raw, dtype) if chain else _parse_graph(raw, dtype)
     spec = Spec(inputs, nodes, output, LayerSpec("mse"), dtype, seed, name, mode, chain)
     spec = Spec(inputs, nodes, output, _parse_loss(raw["loss"], spec), dtype, seed, name, mode,
                 chain)
-    finite.check_spec(spec)  # finite as JSON is not finite in float32
     return spec
 
 

@@ -13,12 +13,14 @@ against the output of a network; the loss forwards call the cheaper shape checks
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-CLASS_LOSSES = ("cross_entropy", "nll")
+if TYPE_CHECKING:
+    from manual.registry import OpInfo
+
 DEFAULT_IGNORE_INDEX = -100
 
 
@@ -31,9 +33,10 @@ def num_classes(shape: tuple[int, ...]) -> int:
     return shape[0] if len(shape) == 1 else shape[1]
 
 
-def check_input(loss: str, shape: tuple[int, ...]) -> None:
-    """Refuse input shapes the losses do not support: empty, or no class axis."""
-    if loss in CLASS_LOSSES and not shape:
+def check_input(loss: str, shape: tuple[int, ...], classes: bool = False) -> None:
+    """Refuse input shapes the losses do not support: empty, or (for a loss over ``classes``)
+    no class axis."""
+    if classes and not shape:
         raise ValueError(f"{loss}: input must have a class dimension ((C,) or (N, C, ...)), got "
                          f"shape ()")
     if 0 in shape:
@@ -105,42 +108,47 @@ def as_array(value: object, what: str) -> NDArray[Any]:
     return array
 
 
-def validate_target(loss: str, options: Mapping[str, Any], output_shape: tuple[int, ...],
+def validate_target(op: OpInfo, options: Mapping[str, Any], output_shape: tuple[int, ...],
                     y_raw: object, dtype: str) -> NDArray[Any]:
     """Check a data file's target ``y`` against a network output of ``output_shape`` (batch
-    first) for ``loss``; return it cast (class indices as int64, others in ``dtype``)."""
+    first) for the loss ``op``, by the target kinds it accepts; return it cast (class indices
+    as int64, others in ``dtype``)."""
+    loss, kinds = op.name, op.targets
     y = as_array(y_raw, "data.y")
-    check_input(loss, output_shape)
-    if loss in CLASS_LOSSES:
-        return _class_target(loss, options, output_shape, y, dtype)
+    check_input(loss, output_shape, classes="class_index" in kinds)
+    if "class_index" in kinds:
+        return _class_target(loss, options, output_shape, y, dtype,
+                             probabilities="class_probability" in kinds)
     if y.shape != output_shape:
         raise ValueError(f"data.y: {loss} needs a target shaped like the output, "
                          f"{output_shape}, got {y.shape}")
-    if loss in ("bce", "bce_with_logits"):
+    if "probability" in kinds:
         _in_unit_interval(y, loss)
-    if loss == "kl_div" and not options.get("log_target", False) and y.size and y.min() < 0:
-        raise ValueError("data.y: kl_div needs non-negative probabilities as target "
-                         "(or set log_target), found negative values")
+    logs = options.get("log_target", False)  # a distribution given as log-probabilities
+    if "distribution" in kinds and not logs and y.size and y.min() < 0:
+        raise ValueError(f"data.y: {loss} needs non-negative probabilities as target "
+                         f"(or set log_target), found negative values")
     return y.astype(dtype)
 
 
 def _class_target(loss: str, options: Mapping[str, Any], output_shape: tuple[int, ...],
-                  y: NDArray[Any], dtype: str) -> NDArray[Any]:
-    """Indices ``(N, d1, ...)`` or, for cross_entropy, probabilities of the output's shape.
+                  y: NDArray[Any], dtype: str, probabilities: bool) -> NDArray[Any]:
+    """Indices ``(N, d1, ...)`` or, where the loss takes ``probabilities`` (cross_entropy),
+    probabilities of the output's shape.
 
     A data file cannot tell 1 from 1.0 reliably, so the shape decides: a target of the
     output's shape is probabilities (a one-hot written with integers included).
     """
     ignore = options.get("ignore_index", DEFAULT_IGNORE_INDEX)
     where = f"data.y: {loss}"
-    if loss == "cross_entropy" and y.shape == output_shape:
+    if probabilities and y.shape == output_shape:
         y = y.astype(dtype)
         check_class_target(where, output_shape, y, ignore, True)
         _in_unit_interval(y, loss)
         return y
     if y.dtype.kind == "f":
         alternative = (f" (or probabilities of the output's shape {output_shape})"
-                       if loss == "cross_entropy" else "")
+                       if probabilities else "")
         raise ValueError(f"{where} class indices must be integers of shape "
                          f"{index_target_shape(output_shape)}{alternative}, got {y.dtype} of "
                          f"shape {y.shape}")

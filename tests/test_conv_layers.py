@@ -22,11 +22,11 @@ from torch.nn import functional as F
 
 from manual.layers import LAYERS, LayerInfo, Sample
 from manual.layers.conv import CONV_LAYERS
+from manual.spec import DTYPES
 from reference.zoo.conv import CONV_MUTANTS
 from reference.zoo.core import Mutant
 
 NAMES = [info.name for info in CONV_LAYERS]
-DTYPES = ["float32", "float64"]
 # torch's note that an even kernel with padding "same" copies the input: expected, not a fault
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
-from manual.registry import ACTIVATIONS, LOSSES, OPS
+from manual.registry import ACTIVATIONS, LOSSES, OPS, loss_info
 from manual.spec import Spec
 from reference.core.compare import compare_op
 from reference.fuzz import strategies as hst
@@ -25,15 +25,15 @@ def test_specs_stay_in_bounds(spec: Spec) -> None:
     assert 1 <= spec.input_shape[0] <= 64
     assert spec.dtype in hst.DTYPES
     assert spec.layers[-1].type in hst.compatible_activations(spec.loss.type) or \
-        spec.loss.type not in hst.OUTPUT_ADAPTER
+        not loss_info(LOSSES[spec.loss.type]).adapter
 
 
 @pytest.mark.parametrize("loss", ["bce", "nll", "kl_div"])
 @given(data=st.data())
 def test_constrained_losses_get_a_compatible_last_layer(loss: str, data: st.DataObject) -> None:
     spec = data.draw(hst.specs(losses=(loss,)))
-    low, high = ACTIVATIONS[spec.layers[-1].type].output_range
-    want_low, want_high = ACTIVATIONS[hst.OUTPUT_ADAPTER[loss]].output_range
+    low, high = ACTIVATIONS[spec.layers[-1].type].domain.outputs
+    want_low, want_high = ACTIVATIONS[loss_info(LOSSES[loss]).adapter].domain.outputs
     assert want_low <= low and high <= want_high
 
 
@@ -69,7 +69,8 @@ def test_extreme_mode_reaches_the_limit_only_for_stable_ops(dtype: str, data: st
                                                             ) -> None:
     case = data.draw(hst.op_cases(extreme=True, dtypes=(dtype,)))
     assert case.op in hst.stable_ops()
-    offset = hst.EXTREME_OFFSET[dtype] if case.op in hst.SHIFT_INVARIANT else 0.0
+    shifted = OPS[case.op].domain.shift_invariant
+    offset = hst.EXTREME_OFFSET[dtype] if shifted else 0.0
     assert np.abs(case.x).max(initial=0) <= hst.EXTREME_LIMIT[dtype] + offset
 
 
@@ -103,7 +104,7 @@ def test_stable_ops_exclude_probability_inputs() -> None:
 
 
 def test_canary_pytorch_celu_backward_is_inexact_in_float64() -> None:
-    """Why strategies.ORACLE_EXACT_OPTIONS draws celu's alpha from powers of two.
+    """Why celu's entry (Oracle.exact) has the fuzzer draw alpha from powers of two.
 
     If PyTorch fixes its float64 celu backward, this fails: lift the restriction.
     """

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import manual
-from manual.gradcheck import GOOD, GradcheckRecord, check_function, check_network, complex_ops
+from manual.gradcheck import GOOD, GradcheckRecord, check_function, check_network
 from manual.gradcheck.core import DEFAULT_EPS
 from manual.gradcheck.graph import GraphEvaluator
 from manual.gradcheck.modes import run_check
-from manual.gradcheck.network import NetworkEvaluator, complex_refusal
+from manual.gradcheck.network import NetworkEvaluator, complex_refusal, fast_path
+from manual.gradcheck.opcheck import complex_form
 from manual.layers import LAYERS
 from manual.layers.core import linear_with
 from manual.ops.linear import linear_backward
@@ -147,25 +148,21 @@ def test_complex_step_is_exact_on_analytic_networks(case: Any) -> None:
 # -- the complex step and the registry ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(OPS))
-def test_registry_complex_flag_matches_a_complex_safe_forward(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n, op in OPS.items() if op.calculus.complex_forward])
+def test_registry_complex_forward_agrees_with_the_forward_on_real_input(name: str) -> None:
     op = OPS[name]
-    table = complex_ops.LOSSES if op.kind == "loss" else complex_ops.ACTIVATIONS
-    assert (name in table) == op.complex_step
-    if not op.complex_step:
-        return
     rng = np.random.default_rng(0)
-    x = rng.uniform(*op.domain, size=(3, 4))
+    x = rng.uniform(*op.domain.inputs, size=(3, 4))
     for options in op.variants:
         options = {**op.defaults(), **options}
         if op.kind == "activation":
             expected = op.forward(x, **options)[0]
-            got = complex_ops.activation(name, options)(x.astype(complex))
+            got = complex_form(op, options)(x.astype(complex))
         else:
             from reference.core.sampling import target
             t = target(op.targets[0], (3, 4), rng, "float64", options)
             expected = op.forward(x, t, **{**options, "reduction": "none"})[0]
-            got = complex_ops.loss(name, options)(x.astype(complex), t)
+            got = complex_form(op, options)(x.astype(complex), t)
         np.testing.assert_allclose(got.real, expected, rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(got.imag, 0)
 
@@ -421,3 +418,46 @@ def test_an_error_that_does_not_shrink_with_the_step_stays_wrong(
     monkeypatch.setitem(ACTIVATIONS, "softsign", off)
     record = check_network(SOFTSIGN_AT_ZERO, ZERO_DATA, "full")
     assert record.tensor("input").verdict == "wrong" and record.tensor("input").refined == 0
+
+
+# -- the rank-one fast path chooses by structure ---------------------------------------------
+
+
+def _chain(*middle: dict[str, Any]) -> tuple[manual.Spec, manual.Data]:
+    spec = manual.parse_spec({"input_shape": [4], "layers": [
+        {"type": "linear", "out_features": 5}, *middle,
+        {"type": "linear", "out_features": 3}], "loss": {"type": "mse"}})
+    rng = np.random.default_rng(0)
+    return spec, manual.make_data(spec, rng.standard_normal((6, 4)),
+                                  rng.standard_normal((6, 3)))
+
+
+def test_the_fast_path_takes_any_elementwise_layer_by_its_structure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """flatten is the identity on (N, D): marked elementwise in a test-local registry, the
+    rank-one evaluator runs it through its own pair (no activation op, no name lookup) and
+    agrees with the general evaluator; a bare KeyError before issue 21."""
+    monkeypatch.setitem(LAYERS, "flatten", dataclasses.replace(LAYERS["flatten"],
+                                                               structure="elementwise"))
+    spec, data = _chain({"type": "flatten"}, {"type": "tanh"})
+    assert fast_path(spec)
+    fast = NetworkEvaluator(spec, data)
+    record = check_network(spec, data, "full")
+    assert record.passed, record.describe()
+    general = GraphEvaluator(spec, data)
+    for name in fast.names:
+        if name != "input":
+            np.testing.assert_allclose(fast.analytic(name), general.analytic(name), rtol=1e-12)
+    # The complex step asks the entry too: flatten has no complex forward, and says so.
+    assert "layers[1] (flatten) has no complex forward" in complex_refusal(spec)
+
+
+def test_the_fast_path_leaves_a_layer_with_parameters_to_the_general_evaluator(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An 'elementwise' layer that owns parameters (a per-feature scale) is not a column map
+    the rank-one updates may assume: the general evaluator checks it."""
+    monkeypatch.setitem(LAYERS, "layer_norm", dataclasses.replace(LAYERS["layer_norm"],
+                                                                  structure="elementwise"))
+    spec, data = _chain({"type": "layer_norm", "normalized_shape": [5]})
+    assert not fast_path(spec)
+    assert check_network(spec, data, "full").passed

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import manual
 from manual.gradcheck import GOOD, GradcheckRecord
 from manual.registry import ACTIVATIONS
 from reports import cli
@@ -80,3 +81,25 @@ def test_eps_and_seed_reach_the_record(capsys: pytest.CaptureFixture[str]) -> No
                     "--json")
     raw = json.loads(out)
     assert raw["eps"] == 1e-5 and raw["seed"] == 9 and raw["mode"] == "projection"
+
+
+EXAMPLES = sorted(p for p in Path("examples").glob("*.json") if not p.stem.endswith("_data")
+                  and p.with_name(f"{p.stem}_data.json").exists())
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_complex_mode_on_every_example_gives_a_verdict_or_names_the_layer(
+        capsys: pytest.CaptureFixture[str], spec: Path) -> None:
+    """Every registered layer answers the complex step from its registry entry: a verdict (exit
+    0 or 1), or a one-line refusal naming the first node that is not analytic (exit 2)."""
+    code, out, err = run(capsys, str(spec), "--data", str(spec.with_name(f"{spec.stem}_data"
+                                                                         ".json")),
+                         "--mode", "complex")
+    assert code in (0, 1, 2) and "internal error" not in err and "Traceback" not in err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1
+        assert "is not analytic" in err or "has no complex forward" in err
+        named = manual.load_spec(spec)
+        assert any(named.label(i) in err for i in range(len(named.nodes)))
+    else:
+        assert "complex check in float64" in out

@@ -72,7 +72,7 @@ def op_verdicts(case: OpCase, op: OpInfo) -> dict[str, bool]:
                            lambda dy, c: (op.backward(dy, c),))
     verdicts = torch_verdicts(fn, [x])
     for mode in ("full", "projection", "complex"):
-        if mode == "complex" and not op.complex_step:
+        if mode == "complex" and op.calculus.complex_forward is None:
             continue
         verdicts[mode] = check_op(op, x, target=target, options=case.options, mode=mode).passed
     return verdicts

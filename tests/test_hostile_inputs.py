@@ -14,7 +14,7 @@ from hostile import SEED, SEED_DATA, SEED_SPEC, edited, mlp, refused, run, write
 import manual
 from manual import budget, jsonfile
 from manual.gradcheck import check_function, check_network
-from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES
+from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES, hint, loss_info
 from reference.conformance.matrix import network_data, network_spec
 from reference.core.compare import compare_arrays
 from reference.fuzz.campaign import CampaignRecord
@@ -218,15 +218,18 @@ def test_a_loss_fed_what_it_needs_is_accepted(last: str | None, loss: str) -> No
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_every_loss_declares_its_input(loss: str) -> None:
     op = LOSSES[loss]
-    assert op.needs in INPUT_KINDS
-    low, high = INPUT_KINDS[op.needs]
+    needs = loss_info(op).needs
+    assert needs in INPUT_KINDS
+    low, high = INPUT_KINDS[needs]
     enders = [name for name, a in ACTIVATIONS.items()
-              if low <= a.output_range[0] and a.output_range[1] <= high]
+              if low <= a.domain.outputs[0] and a.domain.outputs[1] <= high]
     assert enders  # some activation can feed it
-    if op.needs == "log-probabilities":
-        assert op.hint and "softmax" not in enders and "log_softmax" in enders
-    elif op.needs == "probabilities":
-        assert op.hint and "tanh" not in enders and "sigmoid" in enders
+    if needs == "log-probabilities":
+        assert hint(op) and "softmax" not in enders and "log_softmax" in enders
+    elif needs == "probabilities":
+        assert hint(op) and "tanh" not in enders and "sigmoid" in enders
+    if needs != "logits":  # the adapter makes what the loss needs
+        assert loss_info(op).adapter in enders
 
 
 # -- gradient-check steps -------------------------------------------------------------------

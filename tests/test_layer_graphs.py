@@ -26,5 +26,5 @@ def test_layer_in_a_network_matches_torch(name, sample, dtype, mode, backprop_re
 def test_every_layer_with_samples_is_covered_in_both_dtypes_and_modes() -> None:
     covered = {(name, dtype, mode) for _, name, _, dtype, mode in CASES}
     for name in layers_with_samples():
-        modes = ("train", "eval") if LAYERS[name].train_eval_differ else ("train",)
+        modes = ("train", "eval") if LAYERS[name].behaviour.train_eval_differ else ("train",)
         assert {(name, d, m) for d in ("float32", "float64") for m in modes} <= covered, name

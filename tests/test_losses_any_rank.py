@@ -16,10 +16,9 @@ from manual import targets
 from manual.data import make_data
 from manual.options import Values
 from manual.registry import LOSSES, OPS
-from manual.spec import parse_spec
+from manual.spec import DTYPES, parse_spec
 from reference.core.compare import compare_network, compare_op
 
-DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -210,19 +209,20 @@ def test_spec_accepts_weights_and_refuses_bad_ones() -> None:
 # ---- data targets of any rank (manual.targets.validate_target) -----------------------------
 
 def test_validate_target_any_rank() -> None:
-    y = targets.validate_target("cross_entropy", {}, (2, 3, 4), [[0, 1, 2, 0]] * 2, "float32")
+    ce = LOSSES["cross_entropy"]
+    y = targets.validate_target(ce, {}, (2, 3, 4), [[0, 1, 2, 0]] * 2, "float32")
     assert y.dtype == np.int64 and y.shape == (2, 4)
-    y = targets.validate_target("cross_entropy", {"ignore_index": -1}, (2, 3),
+    y = targets.validate_target(LOSSES["cross_entropy"], {"ignore_index": -1}, (2, 3),
                                 [2, -1], "float32")
     assert y.tolist() == [2, -1]
-    y = targets.validate_target("cross_entropy", {}, (1, 2), [[0.25, 0.5]], "float32")
+    y = targets.validate_target(LOSSES["cross_entropy"], {}, (1, 2), [[0.25, 0.5]], "float32")
     assert y.dtype == np.float32
     with pytest.raises(ValueError, match=r"nll class indices must be integers of shape \(2,\)"):
-        targets.validate_target("nll", {}, (2, 3), [0.0, 1.0], "float64")
+        targets.validate_target(LOSSES["nll"], {}, (2, 3), [0.0, 1.0], "float64")
     with pytest.raises(ValueError, match=r"needs probabilities in \[0, 1\]"):
-        targets.validate_target("bce", {}, (1, 2), [[0.5, 1.5]], "float64")
+        targets.validate_target(LOSSES["bce"], {}, (1, 2), [[0.5, 1.5]], "float64")
     with pytest.raises(ValueError, match="is empty"):
-        targets.validate_target("mse", {}, (0, 2), np.zeros((0, 2)), "float64")
+        targets.validate_target(LOSSES["mse"], {}, (0, 2), np.zeros((0, 2)), "float64")
 
 
 # ---- data files: the class axis of a network's output is dim 1 ------------------------------

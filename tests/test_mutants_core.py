@@ -30,7 +30,7 @@ from manual.ops.pooling import (
 )
 from manual.ops.smooth import softplus_backward, softplus_forward
 from manual.ops.tensor import matmul_backward, matmul_forward
-from manual.registry import ACTIVATIONS, OPS, Tolerance
+from manual.registry import ACTIVATIONS, OPS, Oracle, Tolerance
 from reference.core import sampling
 from reference.core.compare import compare_op
 from reference.core.engine import torch_callable
@@ -344,9 +344,9 @@ def test_compare_op_record_names_what_was_compared_and_applies_stage_tolerances(
     assert compare_op("tanh", "float64").options == {}
     x, target = np.ones((2, 3)), np.zeros((2, 3))
     assert compare_op("mse", "float64", x=x, target=target).options == {}  # nothing drawn
-    own = dataclasses.replace(OPS["tanh"], name="my_tanh", tolerances={
+    own = dataclasses.replace(OPS["tanh"], name="my_tanh", oracle=Oracle(tolerances={
         "float64:forward": Tolerance(1e-3, 1e-4, "forward reason"),
-        "float64:backward": Tolerance(1e-2, 1e-3, "backward reason")})
+        "float64:backward": Tolerance(1e-2, 1e-3, "backward reason")}))
     mine = compare_op(own, "float64")
     assert mine.kind == "op"  # a user's op is not "an activation"
     assert [(t.rtol, t.atol) for t in mine.tensors] == [(1e-3, 1e-4), (1e-2, 1e-3)]

@@ -20,7 +20,7 @@ import torch
 
 import manual
 from manual.layers import LAYERS
-from manual.registry import DEFAULT_TOLERANCES, OPS, Tolerance
+from manual.registry import DEFAULT_TOLERANCES, OPS, Oracle, Tolerance
 from reference.conformance.protocols import unchanged
 from reference.core.compare import compare_all, compare_arrays, spec_tolerance
 from reference.core.records import TensorComparison
@@ -265,14 +265,15 @@ def test_unchanged_accepts_nan_left_as_nan() -> None:
 def test_a_stage_override_beats_the_dtype_override_and_neither_leaks_to_other_dtypes() -> None:
     tolerances = {"float32": Tolerance(1e-4, 1e-4, "dtype-wide"),
                   "float32:backward": Tolerance(1e-3, 1e-3, "backward only")}
-    op = dataclasses.replace(OPS["tanh"], tolerances=tolerances)
+    op = dataclasses.replace(OPS["tanh"], oracle=Oracle(tolerances=tolerances))
     assert op.tolerance("float32", "backward").reason == "backward only"
     assert op.tolerance("float32", "forward").reason == "dtype-wide"
     assert op.tolerance("float64", "backward") == DEFAULT_TOLERANCES["float64"]
 
 
 def test_a_layers_stage_override_beats_its_dtype_override_and_its_ops() -> None:
-    op = dataclasses.replace(OPS["tanh"], tolerances={"float32": Tolerance(1e-5, 1e-5, "op")})
+    op = dataclasses.replace(OPS["tanh"],
+                             oracle=Oracle(tolerances={"float32": Tolerance(1e-5, 1e-5, "op")}))
     layer = dataclasses.replace(LAYERS["tanh"], op=op, tolerances={
         "float32": Tolerance(1e-4, 1e-4, "layer, both stages"),
         "float32:backward": Tolerance(1e-3, 1e-3, "layer, backward")})

@@ -19,12 +19,12 @@ import pytest
 
 import manual
 from manual.random import stream
+from manual.spec import DTYPES
 from reference.core.compare import compare_network
 from reference.core.records import ComparisonRecord
 from reference.zoo.norm import NORM_ZOO
 from reports.cli import main
 
-DTYPES = ("float32", "float64")
 MODES = ("train", "eval")
 EXAMPLE = Path("examples/batchnorm_mlp.json")
 EXAMPLE_DATA = Path("examples/batchnorm_mlp_data.json")

@@ -264,9 +264,10 @@ def test_signature_shapes() -> None:
     sig = LAYERS["embedding"].signature({"num_embeddings": 9, "embedding_dim": 3}, ((2, 4),))
     assert sig.shape == (2, 4, 3) and sig.params["weight"].shape == (9, 3)
     assert LAYERS["dropout"].signature({"p": 0.3}, ((2, 3),)).noise["mask"].shape == (2, 3)
-    assert LAYERS["embedding"].input_kind == "index"
-    assert not LAYERS["batch_norm"].rows_independent
-    assert LAYERS["batch_norm"].train_eval_differ and LAYERS["dropout"].train_eval_differ
+    assert LAYERS["embedding"].behaviour.input_kind == "index"
+    assert not LAYERS["batch_norm"].behaviour.rows_independent
+    assert LAYERS["batch_norm"].behaviour.train_eval_differ and \
+        LAYERS["dropout"].behaviour.train_eval_differ
 
 
 def test_boundary_errors_at_first_call() -> None:

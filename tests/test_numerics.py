@@ -37,7 +37,7 @@ def test_stable_forms_agree_and_stay_finite_at_extreme_inputs(name: str, dtype: 
 
 
 KINKED = [(op, options) for op in ACTIVATIONS.values() for options in op.variants
-          if op.kinks({**op.defaults(), **options})]
+          if op.domain.kinks({**op.defaults(), **options})]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

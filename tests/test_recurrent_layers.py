@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from manual.layers import LAYERS
 from manual.layers.recurrent import RECURRENT_LAYERS
 from manual.ops import attention, recurrent
+from manual.spec import DTYPES
 from reference.conformance.recurrent_check import build_torch, compare_sample
 
-DTYPES = ("float32", "float64")
 CASES = [(info, sample, dtype)
          for info in RECURRENT_LAYERS for dtype in DTYPES
          for sample in info.samples(np.random.default_rng(12), dtype)]  # type: ignore[misc]

@@ -220,11 +220,12 @@ class FunctionEvaluator(Analytic):
         base = self.inputs[name]
         if direction is not None:
             steps = direction.reshape(1, *base.shape)
-        else:
-            assert flat is not None
+        elif flat is not None:
             steps = np.zeros((len(flat), base.size))
             steps[np.arange(len(flat)), flat] = 1.0
             steps = steps.reshape(len(flat), *base.shape)
+        else:
+            raise ValueError("differences: give the elements (flat) or a direction")
         deltas, crossings = [], []
         for start in range(0, len(steps), self.chunk):
             unit = steps[start:start + self.chunk]

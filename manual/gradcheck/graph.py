@@ -24,6 +24,7 @@ from manual.gradcheck.core import Analytic, Array
 from manual.layers import LAYERS
 from manual.network import Network
 from manual.parameters import draw_noise, initial_parameters, initial_state
+from manual.random import stream
 from manual.registry import LOSSES
 from manual.spec import Spec
 
@@ -47,7 +48,7 @@ class GraphEvaluator(Analytic):
         # A reduced loss is backpropagated from 1; ``none`` from a seeded random upstream,
         # drawn as the rank-one evaluator draws it.
         shape = np.shape(loss)
-        self.dloss = np.random.default_rng([seed, 1]).standard_normal(shape) if shape \
+        self.dloss = stream(seed, "gradcheck", "dloss").standard_normal(shape) if shape \
             else np.ones(())
         self.base: dict[str, Any] = dict(net.values)
         self.training = net.training
@@ -118,7 +119,7 @@ class GraphEvaluator(Analytic):
             state = {k: self.state[f"{node.name}.{k}"] for k in node.signature.state}
             noise = {k: self.noise[f"{node.name}.{k}"] for k in node.signature.noise}
             y, _, _ = info.forward(args, params, state, noise, training=self.training,
-                                   **node.options)
+                                   **node.resolved)
             if node.signature.outputs:
                 for out, v in zip(node.signature.outputs, y, strict=True):
                     values[f"{node.name}.{out}"] = v
@@ -137,16 +138,17 @@ class GraphEvaluator(Analytic):
         if info.switches is not None:
             if node.name not in self.switches:
                 base = tuple(self.base[ref] for ref in node.inputs)
-                self.switches[node.name] = info.switches(base, node.options)
-            return bool(np.any(info.switches(args, node.options) != self.switches[node.name]))
+                self.switches[node.name] = info.switches(base, node.resolved)
+            return bool(np.any(info.switches(args, node.resolved) != self.switches[node.name]))
         if info.op is None:
             return False
-        return _straddles(self.base[node.inputs[0]], args[0], tuple(info.op.kinks(node.options)))
+        kinks = tuple(info.op.domain.kinks(node.options))
+        return _straddles(self.base[node.inputs[0]], args[0], kinks)
 
     def _loss_crosses(self, loss_op: Any, out: Array) -> bool:
         """Whether the loss's input (less the target, for a regression loss) crossed a kink
         (``l1`` at 0, ``huber`` at ``delta``)."""
-        kinks = tuple(loss_op.kinks(self.spec.loss.options))
+        kinks = tuple(loss_op.domain.kinks(self.spec.loss.options))
         if not kinks:
             return False
         before = np.asarray(self.base[self.spec.output])

@@ -2,7 +2,7 @@ r"""The four ways to check an :class:`~manual.gradcheck.core.Evaluator`, and the
 
 - ``full``: every element, central differences (two evaluations per element, batched by the
   evaluator);
-- ``sparse``: ``k`` elements per tensor, drawn with ``np.random.default_rng(seed)``;
+- ``sparse``: ``k`` elements per tensor, drawn from ``stream(seed, "directions", tensor)``;
 - ``projection``: one random direction per tensor. It compares :math:`v^\top J u` from
   backprop, :math:`\sum_i a_i u_i`, with :math:`(f(\theta + h u) - f(\theta - h u)) / 2h`:
   one backward for all tensors and two evaluations per tensor. :math:`u` has standard normal
@@ -36,6 +36,7 @@ from manual.gradcheck.core import (
     unmatched,
 )
 from manual.gradcheck.records import ACCEPTABLE, GOOD, MODES, GradcheckRecord, TensorCheck
+from manual.random import stream
 
 PROJECTION_RETRIES = 2
 PROJECTION_SHRINK = 30.0
@@ -165,7 +166,6 @@ def run_check(
     h = default_eps(mode) if eps is None else float(eps)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k: must be a positive integer, got {k!r}")
-    rng = np.random.default_rng(seed)
     tensors: list[TensorCheck] = []
     forwards = 0
     for name in evaluator.names:
@@ -174,6 +174,7 @@ def run_check(
         if problem:
             tensors.append(unmatched(name, evaluator.value(name).shape, mode, problem))
             continue
+        rng = stream(seed, "directions", name)  # one per tensor: none shifts another's draws
         if mode == "projection":
             check, used = check_projection(evaluator, name, h, rng)
             tensors.append(check)

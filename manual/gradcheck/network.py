@@ -30,14 +30,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from manual.data import Data, make_data
-from manual.gradcheck import complex_ops
 from manual.gradcheck.core import Analytic, Array, straddles
 from manual.gradcheck.graph import GraphEvaluator
 from manual.gradcheck.modes import default_eps, run_check
+from manual.gradcheck.opcheck import complex_form
 from manual.gradcheck.records import GradcheckRecord
 from manual.layers import LAYERS
 from manual.network import build, initial_parameters
-from manual.registry import ACTIVATIONS, LOSSES
+from manual.random import stream
+from manual.registry import LOSSES
 from manual.spec import Spec, parse_spec
 
 # Elements per stacked array: bounds the memory of one chunk (32 MB of float64).
@@ -66,14 +67,33 @@ class Dense(NamedTuple):
 Stack = Columns | Rows | Dense
 
 
+Fn = Callable[[NDArray[Any]], NDArray[Any]]
+
+
 @dataclass(frozen=True)
-class _Layer:
-    kind: str
-    weight: Array | None = None
-    bias: Array | None = None
-    fn: Callable[[NDArray[Any]], NDArray[Any]] | None = None
-    rowwise: bool = False
+class _Affine:
+    r"""An ``affine`` node: :math:`Y = X W^\top + b` over the last axis."""
+
+    weight: Array
+    bias: Array | None
+
+
+@dataclass(frozen=True)
+class _Pointwise:
+    """An ``elementwise`` or ``rowwise`` node: ``fn`` on a stack of rows (the entry's own
+    forward, or the complex step's analytic form), with its kinks."""
+
+    fn: Fn
+    rowwise: bool
     kinks: tuple[float, ...] = ()
+
+
+def _on_rows(fn: Fn) -> Fn:
+    """``fn`` (written for a batch of rows ``(B, C)``) on a stack of any rank: the leading axes
+    become the batch, as the layer sees it in the chain."""
+    def on_rows(z: NDArray[Any]) -> NDArray[Any]:
+        return np.reshape(fn(z.reshape(-1, z.shape[-1])), z.shape)
+    return on_rows
 
 
 def _float64_copy(spec: Spec, data: Data, params: Mapping[str, Array] | None
@@ -90,14 +110,28 @@ def _float64_copy(spec: Spec, data: Data, params: Mapping[str, Array] | None
 
 
 def complex_refusal(spec: Spec) -> str:
-    """Why ``spec`` cannot be checked with the complex step ('' if it can)."""
-    for i, layer in enumerate(spec.layers):
-        if layer.type != "linear" and not ACTIVATIONS[layer.type].complex_step:
-            return (f"layers[{i}] ({layer.type}) is not analytic (the registry has "
-                    f"complex_step=False), so the complex step does not apply; use full mode")
-    if not LOSSES[spec.loss.type].complex_step:
-        return (f"loss ({spec.loss.type}) is not analytic (the registry has complex_step=False), "
-                f"so the complex step does not apply; use full mode")
+    """Why ``spec`` cannot be checked with the complex step ('' if it can).
+
+    Every node must be ``affine`` (a matrix product is analytic) or have an op whose registry
+    entry gives a complex forward; so must the loss; and the network must be a chain that the
+    rank-one evaluator runs (:func:`fast_path`).
+    """
+    for index, node in enumerate(spec.nodes):
+        info = LAYERS[node.type]
+        if info.structure == "affine":
+            continue
+        if info.op is None:
+            return (f"{spec.label(index)} has no complex forward (the complex step runs on "
+                    f"chains of affine layers and analytic activations); use full mode")
+        if info.op.calculus.complex_forward is None:
+            return (f"{spec.label(index)} is not analytic (its registry entry has no complex "
+                    f"forward), so the complex step does not apply; use full mode")
+    if LOSSES[spec.loss.type].calculus.complex_forward is None:
+        return (f"loss ({spec.loss.type}) is not analytic (its registry entry has no complex "
+                f"forward), so the complex step does not apply; use full mode")
+    if not fast_path(spec):
+        return ("the complex step runs on chains of affine, elementwise and row-wise layers "
+                "on rows of features, without a class weight or ignore_index; use full mode")
     return ""
 
 
@@ -114,7 +148,7 @@ class NetworkEvaluator(Analytic):
         self.x, self.y = data.x, data.y
         options = dict(spec.loss.options)
         reduction = options.get("reduction", "mean")
-        rng = np.random.default_rng([seed, 1])
+        rng = stream(seed, "gradcheck", "dloss")  # as the general evaluator draws it
         try:  # the subject under test: whatever it raises is its failure, not bad input
             net = build(spec, params64)
             out = net.forward(self.x)
@@ -130,14 +164,14 @@ class NetworkEvaluator(Analytic):
         self.params = params64
         self.names = [*self.grads]
         self.base: list[Array] = [self.x, *net.outputs]
-        self.layers = [self._layer(i, net, spec, complex_step) for i in range(len(spec.layers))]
+        self.layers = [self._layer(i, net, spec, complex_step) for i in range(len(spec.nodes))]
         loss_op = LOSSES[spec.loss.type]
         if complex_step:
-            self.loss_fn = complex_ops.loss(spec.loss.type, options)
+            self.loss_fn = complex_form(loss_op, options)
         else:
             rest = {**options, "reduction": "none"}
             self.loss_fn = lambda z, t: loss_op.forward(z, t, **rest)[0]
-        self.loss_kinks = () if complex_step else tuple(loss_op.kinks(options))
+        self.loss_kinks = () if complex_step else tuple(loss_op.domain.kinks(options))
         self.loss_on_difference = "real" in loss_op.targets
         elementwise = loss_op.forward(out, self.y, **{**options, "reduction": "none"})[0]
         if reduction == "none":
@@ -159,17 +193,27 @@ class NetworkEvaluator(Analytic):
         self.multiply_adds = 0
 
     @staticmethod
-    def _layer(i: int, net: Any, spec: Spec, complex_step: bool) -> _Layer:
-        layer = spec.layers[i]
-        if layer.type == "linear":
-            params = net.layers[i].params
-            return _Layer("linear", params["weight"], params.get("bias"))
-        op, options = ACTIVATIONS[layer.type], dict(layer.options)
+    def _layer(i: int, net: Any, spec: Spec, complex_step: bool) -> _Affine | _Pointwise:
+        """Node ``i`` by its entry's structure (never by its name): an affine node's weight
+        and bias, or an elementwise / row-wise node's own forward (its analytic form for the
+        complex step) and kinks."""
+        node = spec.nodes[i]
+        info = LAYERS[node.type]
+        if info.structure == "affine":
+            params = net.modules[node.name].params
+            return _Affine(params["weight"], params.get("bias"))
+        options, rowwise = dict(node.options), info.structure == "rowwise"
         if complex_step:
-            fn = complex_ops.activation(layer.type, options)
-            return _Layer("activation", fn=fn, rowwise=op.structure == "rowwise")
-        return _Layer("activation", fn=lambda z: op.forward(z, **options)[0],
-                      rowwise=op.structure == "rowwise", kinks=tuple(op.kinks(options)))
+            if info.op is None:
+                raise ValueError(f"mode complex: {spec.label(i)} has no complex forward")
+            return _Pointwise(_on_rows(complex_form(info.op, options)), rowwise)
+        training = net.training
+
+        def forward(z: NDArray[Any]) -> NDArray[Any]:
+            return info.forward((z,), {}, {}, {}, training=training, **options)[0]
+
+        kinks = tuple(info.op.domain.kinks(options)) if info.op is not None else ()
+        return _Pointwise(_on_rows(forward), rowwise, kinks)
 
     # -- the Evaluator protocol -------------------------------------------------------------
 
@@ -185,7 +229,8 @@ class NetworkEvaluator(Analytic):
         steps = (1j * h,) if complex_step else (h, -h)
         if direction is not None:
             return self._run(name, steps, None, direction)
-        assert flat is not None
+        if flat is None:
+            raise ValueError("differences: give the elements (flat) or a direction")
         per_copy = len(steps) * self.x.shape[0] * self.max_width
         m = max(1, CHUNK_ELEMENTS // per_copy)
         deltas, crossings = [], []
@@ -200,11 +245,12 @@ class NetworkEvaluator(Analytic):
     def _origin(self, name: str, steps: tuple[Any, ...], flat: NDArray[np.int64] | None,
                 direction: Array | None) -> tuple[int, Stack]:
         """The stacked copies right after the perturbed tensor, and the layer they enter."""
-        s = np.repeat(np.asarray(steps), 1 if flat is None else len(flat))
+        if direction is not None:
+            return self._along(name, np.asarray(steps), direction)
+        if flat is None:
+            raise ValueError("differences: give the elements (flat) or a direction")
+        s = np.repeat(np.asarray(steps), len(flat))
         if name == INPUT:
-            if direction is not None:
-                return 0, Dense(self.x[None] + s[:, None, None] * direction[None])
-            assert flat is not None
             n, c = np.divmod(flat, self.x.shape[1])
             rows = np.tile(n, len(steps))
             vals = self.x[rows].astype(s.dtype)
@@ -212,12 +258,6 @@ class NetworkEvaluator(Analytic):
             return 0, Rows(rows, vals)
         i = int(name.split(".")[1])
         x_in, y_out = self.base[i], self.base[i + 1]
-        if direction is not None:
-            if name.endswith("weight"):
-                self.multiply_adds += x_in.shape[0] * direction.size
-            change = x_in @ direction.T if name.endswith("weight") else direction[None, :]
-            return i + 1, Dense(y_out[None] + s[:, None, None] * change[None])
-        assert flat is not None
         if name.endswith("weight"):
             r, c = np.divmod(flat, x_in.shape[1])
             change = np.tile(x_in[:, c].T, (len(steps), 1))
@@ -226,6 +266,17 @@ class NetworkEvaluator(Analytic):
             change = np.tile(change, (len(steps), 1))
         cols = np.tile(r, len(steps))
         return i + 1, Columns(cols, y_out[:, cols].T + s[:, None] * change)
+
+    def _along(self, name: str, s: NDArray[Any], direction: Array) -> tuple[int, Stack]:
+        """The copies perturbed along ``direction`` (one per step), dense."""
+        if name == INPUT:
+            return 0, Dense(self.x[None] + s[:, None, None] * direction[None])
+        i = int(name.split(".")[1])
+        x_in, y_out = self.base[i], self.base[i + 1]
+        if name.endswith("weight"):
+            self.multiply_adds += x_in.shape[0] * direction.size
+        change = x_in @ direction.T if name.endswith("weight") else direction[None, :]
+        return i + 1, Dense(y_out[None] + s[:, None, None] * change[None])
 
     def _dense(self, stack: Columns, base: Array) -> Dense:
         k = len(stack.cols)
@@ -239,9 +290,7 @@ class NetworkEvaluator(Analytic):
             return vals.real @ weight.T + 1j * (vals.imag @ weight.T)
         return vals @ weight.T
 
-    def _linear(self, i: int, stack: Stack) -> Stack:
-        layer = self.layers[i]
-        assert layer.weight is not None
+    def _affine(self, layer: _Affine, i: int, stack: Stack) -> Stack:
         weight, bias = layer.weight, layer.bias
         complex_factor = 2 if np.iscomplexobj(stack.vals) else 1
         if isinstance(stack, Rows):
@@ -260,9 +309,8 @@ class NetworkEvaluator(Analytic):
             out = out + bias
         return Dense(out.reshape(k, n, -1))
 
-    def _activation(self, i: int, stack: Stack, pairs: bool) -> tuple[Stack, NDArray[np.bool_]]:
-        layer = self.layers[i]
-        assert layer.fn is not None
+    def _pointwise(self, layer: _Pointwise, i: int, stack: Stack, pairs: bool
+                   ) -> tuple[Stack, NDArray[np.bool_]]:
         crossed = self._crossed(stack.vals, layer.kinks) if pairs and layer.kinks else None
         if isinstance(stack, Columns) and layer.rowwise:
             stack = self._dense(stack, self.base[i])
@@ -287,10 +335,11 @@ class NetworkEvaluator(Analytic):
         m = len(stack.vals) // len(steps)
         crossed = np.zeros(m, dtype=bool)
         for i in range(start, len(self.layers)):
-            if self.layers[i].kind == "linear":
-                stack = self._linear(i, stack)
+            layer = self.layers[i]
+            if isinstance(layer, _Affine):
+                stack = self._affine(layer, i, stack)
             else:
-                stack, hit = self._activation(i, stack, pairs)
+                stack, hit = self._pointwise(layer, i, stack, pairs)
                 if hit.size:
                     crossed |= hit
         if isinstance(stack, Columns):
@@ -321,8 +370,22 @@ def fast_path(spec: Spec) -> bool:
     which the general evaluator gets from the loss itself)."""
     return spec.chain and len(spec.input_shape) == 1 and not (
         {"weight", "ignore_index"} & set(spec.loss.options)) and all(
-        LAYERS[node.type].structure in ("affine", "elementwise", "rowwise")
-        and len(node.shape) == 1 for node in spec.nodes)
+        _rank_one_node(spec, i) for i in range(len(spec.nodes)))
+
+
+def _rank_one_node(spec: Spec, i: int) -> bool:
+    """Node ``i`` of a chain on rows: affine, or elementwise / row-wise without parameters,
+    state or noise, keeping its input's shape."""
+    node = spec.nodes[i]
+    structure = LAYERS[node.type].structure
+    if len(node.shape) != 1:
+        return False
+    if structure == "affine":
+        return True
+    signature = node.signature
+    before = spec.nodes[i - 1].shape if i else spec.input_shape
+    return structure in ("elementwise", "rowwise") and node.shape == before and not (
+        signature.params or signature.state or signature.noise)
 
 
 def _graph_evaluator(spec: Spec, data: Data, params: Mapping[str, Array] | None,
@@ -366,9 +429,6 @@ def check_network(
             evaluator = NetworkEvaluator(spec, data, params, seed=seed,
                                          complex_step=mode == "complex")
         else:
-            if mode == "complex":
-                raise ValueError("mode complex: only chains of linear layers and activations "
-                                 "have the complex step; use full mode")
             evaluator = _graph_evaluator(spec, data, params, seed)
     except BackpropError as error:
         return GradcheckRecord(

@@ -12,16 +12,26 @@ from typing import Any
 
 import numpy as np
 
-from manual.gradcheck import complex_ops
 from manual.gradcheck.core import Array, straddles
 from manual.gradcheck.modes import check_function
 from manual.gradcheck.records import GradcheckRecord
+from manual.random import stream
 from manual.registry import OPS, OpInfo
+
+
+def complex_form(op: OpInfo, options: Mapping[str, Any]) -> Any:
+    """``op``'s analytic forward with ``options`` bound (a loss's per element, unreduced)."""
+    form = op.calculus.complex_forward
+    if form is None:
+        raise ValueError(f"mode complex: {op.name} is not analytic (its registry entry has no "
+                         f"complex forward); use full mode")
+    rest = {k: v for k, v in options.items() if k != "reduction"}
+    return lambda *arrays: form(*arrays, **rest)
 
 
 def _per_element_loss(op: OpInfo, options: Mapping[str, Any], complex_step: bool) -> Any:
     if complex_step:
-        return complex_ops.loss(op.name, options)
+        return complex_form(op, options)
     rest = {**options, "reduction": "none"}
     return lambda z, t: op.forward(z, t, **rest)[0]
 
@@ -35,14 +45,13 @@ def check_op(
     op = OPS[op] if isinstance(op, str) else op
     options = dict(op.defaults() | dict(options or {}))
     complex_step = mode == "complex"
-    if complex_step and not op.complex_step:
-        raise ValueError(f"mode complex: {op.name} is not analytic (the registry has "
-                         f"complex_step=False); use full mode")
+    if complex_step:
+        complex_form(op, options)  # refused here, before anything is computed
     x = np.asarray(x, dtype=np.float64)
-    rng = np.random.default_rng([seed, 1])
-    points = () if complex_step else tuple(op.kinks(options))
+    rng = stream(seed, "gradcheck", op.name)
+    points = () if complex_step else tuple(op.domain.kinks(options))
     if op.kind == "activation":
-        fn = (complex_ops.activation(op.name, options) if complex_step
+        fn = (complex_form(op, options) if complex_step
               else (lambda z: op.forward(z, **options)[0]))
         g = rng.standard_normal(x.shape)
         _, cache = op.forward(x, **options)

@@ -132,17 +132,20 @@ def mha_layout(options: Mapping[str, Any], count: int) -> tuple[int, bool, bool]
     return tensors, kpm, am
 
 
+def _positive(options: Mapping[str, Any], name: str) -> int:
+    value = options.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def _mha_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     if options.get("batch_first", True) is not True:
         raise ValueError("batch_first must be true: the graph's batch is dim 0 of every "
                          "tensor, so sequences are (N, L, embed_dim) in a spec")
     tensors, kpm, am = mha_layout(options, len(shapes))
     q, k, v = shapes[:3] if tensors == 3 else shapes[:1] * 3
-    embed, heads = options.get("embed_dim"), options.get("num_heads")
-    for name, value in (("embed_dim", embed), ("num_heads", heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    assert isinstance(embed, int) and isinstance(heads, int)
+    embed, heads = (_positive(options, name) for name in ("embed_dim", "num_heads"))
     if embed % heads:
         raise ValueError(f"embed_dim must be divisible by num_heads, got {embed} and {heads}")
     if any(len(s) != 2 or s[1] != embed for s in (q, k, v)) or k[0] != v[0]:

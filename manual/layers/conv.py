@@ -19,10 +19,9 @@ import numpy as np
 from manual import init as initializers
 from manual.layers.info import Array, LayerInfo, Shape, Signature, Slot
 from manual.layers.pooling import POOLING_LAYERS
-from manual.layers.spatial import Grid, grid_samples, spatial_input
-from manual.ops.conv import ConvCache, conv_backward, conv_forward, conv_output_size, conv_padding
-from manual.ops.windows import ntuple
-from manual.options import Choice, Flag, Given, Int, LayerOption
+from manual.layers.spatial import Grid, grid_samples, spatial_input, window_options
+from manual.ops.conv import ConvCache, conv_backward, conv_forward, conv_geometry
+from manual.options import Choice, Flag, Int, Ints, LayerOption
 
 B = "reference.builders.conv."
 
@@ -56,24 +55,25 @@ def _conv_signature(n_dims: int, options: Mapping[str, Any], shapes: tuple[Shape
     mode = options.get("padding_mode", "zeros")
     if mode != "zeros":
         raise ValueError(f"padding_mode {mode!r} is not supported (only 'zeros')")
-    kernel = ntuple(options.get("kernel_size"), n_dims, "kernel_size")
-    stride = ntuple(options.get("stride", 1), n_dims, "stride")
-    dilation = ntuple(options.get("dilation", 1), n_dims, "dilation")
-    pads = conv_padding(options.get("padding", 0), kernel, stride, dilation)
-    out = conv_output_size(tuple(size), pads, kernel, stride, dilation)
-    weight = (out_channels, channels // groups, *kernel)
+    geometry = conv_geometry(tuple(size), options.get("kernel_size"), options.get("stride", 1),
+                             options.get("padding", 0), options.get("dilation", 1))
+    weight = (out_channels, channels // groups, *geometry.kernel)
     params = {"weight": Slot(weight, _kaiming_weight, torch="weight")}
     if options.get("bias", True):
         fan_in, _ = initializers.calculate_fan_in_and_fan_out(weight)
         params["bias"] = Slot((out_channels,), partial(_bias, fan_in), torch="bias")
-    return Signature((out_channels, *out), params=params)
+    return Signature((out_channels, *geometry.out), params=params,
+                     options={**window_options(options, n_dims), "geometry": geometry})
 
 
 def _conv_forward(inputs: tuple[Array, ...], params: Mapping[str, Array], state: Any,
                   noise: Any, *, training: bool, **options: Any) -> tuple[Any, Any, dict]:
+    """A node's forward reads the geometry its signature resolved (``options["geometry"]``);
+    given the spec's options alone, it resolves them for this input."""
     y, cache = conv_forward(inputs[0], params["weight"], params.get("bias"),
                             stride=options.get("stride", 1), padding=options.get("padding", 0),
-                            dilation=options.get("dilation", 1), groups=options.get("groups", 1))
+                            dilation=options.get("dilation", 1), groups=options.get("groups", 1),
+                            geometry=options.get("geometry"))
     return y, cache, {}
 
 
@@ -83,8 +83,9 @@ def _conv_backward(dy: Array, cache: ConvCache) -> tuple[tuple[Array, ...], dict
 
 
 CONV_OPTIONS: dict[str, LayerOption] = {
-    "out_channels": Int(None, low=1, required=True), "kernel_size": Given(required=True),
-    "stride": Given(1), "padding": Given(0), "dilation": Given(1), "groups": Int(1, low=1),
+    "out_channels": Int(None, low=1, required=True), "kernel_size": Ints(required=True),
+    "stride": Ints(1), "padding": Ints(0, low=0, words=("same", "valid")),
+    "dilation": Ints(1), "groups": Int(1, low=1),
     "bias": Flag(True), "in_channels": Int(None, low=1),
     "padding_mode": Choice("zeros", ("zeros", "reflect", "replicate", "circular")),
 }
@@ -126,7 +127,7 @@ CONV1D_GRID: Grid = (
 
 def _conv_layer(n_dims: int, grid: Grid) -> LayerInfo:
     return LayerInfo(name=f"conv{n_dims}d", forward=_conv_forward, backward=_conv_backward,
-                     torch=B + "conv", options=CONV_OPTIONS,
+                     torch=B + f"conv{n_dims}d", options=CONV_OPTIONS,
                      signature=partial(_conv_signature, n_dims),
                      samples=partial(grid_samples, grid, False))
 

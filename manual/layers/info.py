@@ -15,6 +15,10 @@ The pair's convention (every entry):
     forward(inputs, params, state, noise, *, training, **options) -> (y, cache, new_state)
     backward(dy, cache) -> (dinputs, dparams)
 
+A node's forward gets its resolved options (:attr:`manual.spec.Node.resolved`: the spec's,
+plus what its signature resolved once, such as a convolution's geometry); given the spec's
+options alone, a forward resolves them itself.
+
 ``inputs`` is a tuple of arrays with the batch first; ``dinputs`` has one entry per input
 (``None`` for an index input); ``dparams`` has the keys of ``params``. Both are pure:
 ``new_state`` is a new dict (empty when the layer has no state) and nothing given is written.
@@ -64,6 +68,11 @@ class Signature:
     ``shape`` is then the first one's. Its backward receives a tuple of upstream gradients,
     one per output (zeros for an output nothing consumed). Other nodes refer to an output as
     ``<node>.<output>``; ``<node>`` alone is the first.
+
+    ``options`` are what the signature resolved from the node's options once, at load (a
+    convolution's or a pooling's window geometry: kernel, stride and dilation as tuples, the
+    padding per side, the output size): the node's forward and its torch builder read them
+    (:attr:`manual.spec.Node.resolved`), so that nothing derives them again per call.
     """
 
     shape: Shape
@@ -71,6 +80,7 @@ class Signature:
     params: Mapping[str, Slot] = field(default_factory=dict)
     state: Mapping[str, Slot] = field(default_factory=dict)
     noise: Mapping[str, Slot] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,15 +103,31 @@ Switches = Callable[[tuple[Array, ...], Mapping[str, Any]], Array]
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """How a layer treats its batch and its modes.
+
+    ``rows_independent`` is False when samples of a batch interact (batch norm in train
+    mode); ``train_eval_differ`` when train and eval mode compute different things (batch
+    norm, dropout), so both are checked; ``input_kind`` is ``"index"`` for a layer that reads
+    integer inputs (embedding).
+    """
+
+    rows_independent: bool = True
+    train_eval_differ: bool = False
+    input_kind: Literal["real", "index"] = "real"
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     """Everything the harness knows about one layer type.
 
-    ``structure`` tells the gradient check and the strategies what they may assume:
-    ``affine`` (a matrix product over the last axis), ``elementwise``, ``rowwise`` (mixes the
-    last axis only) or ``general``. ``rows_independent`` is False when samples of a batch
-    interact (batch norm in train mode). ``input_kind`` is ``"index"`` for layers that read
-    integer inputs (embedding). An activation's entry points at its ``op``, which keeps its
-    domain, kinks, variants, tolerances and complex-step flag.
+    ``structure`` tells the gradient check and the strategies what they may assume (they choose
+    by it, never by the name): ``affine`` (a matrix product over the last axis, with
+    parameters ``weight`` ``(out, in)`` and an optional ``bias``), ``elementwise`` (one scalar
+    function of each element, the shape kept), ``rowwise`` (mixes the last axis only) or
+    ``general``. :class:`Behaviour` says how it treats the batch and the modes. An activation's
+    entry points at its ``op``, which keeps its domain, kinks, variants, tolerances and complex
+    forward.
 
     ``switches(inputs, options)`` (optional) names the branch the forward takes at each output
     position (max pooling: the winning offset of each window). A perturbation that changes any
@@ -115,9 +141,7 @@ class LayerInfo:
     options: Mapping[str, LayerOption]
     signature: SignatureFn
     structure: Structure = "general"
-    rows_independent: bool = True
-    train_eval_differ: bool = False
-    input_kind: Literal["real", "index"] = "real"
+    behaviour: Behaviour = Behaviour()
     samples: Samples | None = None
     op: OpInfo | None = None
     switches: Switches | None = None

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manual.layers.core import one_input
-from manual.layers.info import Array, LayerInfo, Sample, Shape, Signature, Slot
+from manual.layers.info import Array, Behaviour, LayerInfo, Sample, Shape, Signature, Slot
 from manual.ops import dropout as drop
 from manual.ops import embedding as emb
 from manual.ops import normalization as nrm
@@ -121,7 +121,8 @@ BATCH_NORM = LayerInfo(
     torch=B + "batch_norm",
     options={"eps": EPS, "momentum": Given(0.1),
              "affine": Flag(True), "track_running_stats": Flag(True)},
-    signature=_batch_norm_signature, rows_independent=False, train_eval_differ=True,
+    signature=_batch_norm_signature,
+    behaviour=Behaviour(rows_independent=False, train_eval_differ=True),
     samples=_batch_norm_samples,
 )
 
@@ -287,7 +288,8 @@ def _dropout_samples(rng: np.random.Generator, dtype: str) -> Iterator[Sample]:
 DROPOUT = LayerInfo(
     name="dropout", forward=_dropout_forward, backward=_dropout_backward,
     torch=B + "dropout", options={"p": Real(0.5, low=0, high=1)},
-    signature=_dropout_signature, train_eval_differ=True, samples=_dropout_samples,
+    signature=_dropout_signature, behaviour=Behaviour(train_eval_differ=True),
+    samples=_dropout_samples,
 )
 
 
@@ -345,7 +347,8 @@ EMBEDDING = LayerInfo(
     torch=B + "embedding",
     options={"num_embeddings": Int(None, low=1, required=True),
              "embedding_dim": Int(None, low=1, required=True), "padding_idx": Given()},
-    signature=_embedding_signature, input_kind="index", samples=_embedding_samples,
+    signature=_embedding_signature, behaviour=Behaviour(input_kind="index"),
+    samples=_embedding_samples,
 )
 
 NORM_LAYERS = (BATCH_NORM, LAYER_NORM, GROUP_NORM, DROPOUT, EMBEDDING)

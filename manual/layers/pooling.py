@@ -14,10 +14,10 @@ from functools import partial
 from typing import Any
 
 from manual.layers.info import Array, LayerInfo, Shape, Signature
-from manual.layers.spatial import Grid, grid_samples, spatial_input
+from manual.layers.spatial import Grid, grid_samples, spatial_input, window_options
 from manual.ops import pooling
 from manual.ops.windows import ntuple
-from manual.options import Flag, Given
+from manual.options import Flag, Given, Ints
 
 B = "reference.builders.conv."
 
@@ -31,18 +31,26 @@ def _pool_signature(n_dims: int, options: Mapping[str, Any], shapes: tuple[Shape
     if override is not None and (isinstance(override, bool) or not isinstance(override, int)
                                  or override == 0):
         raise ValueError(f"divisor_override must be a nonzero integer or null, got {override!r}")
-    geometry = pooling.pool_geometry(tuple(size), options["kernel_size"], options.get("stride"),
-                                     options.get("padding", 0), options.get("dilation", 1),
-                                     options.get("ceil_mode", False))
-    return Signature((channels, *geometry.out))
+    geometry = _geometry(tuple(size), options)
+    return Signature((channels, *geometry.out),
+                     options={**window_options(options, n_dims), "geometry": geometry})
+
+
+def _geometry(size: Shape, options: Mapping[str, Any]) -> pooling.PoolGeometry:
+    """The node's window geometry: resolved once by the signature (``options["geometry"]``),
+    or here for the spec's options alone."""
+    geometry = options.get("geometry")
+    if isinstance(geometry, pooling.PoolGeometry):
+        return geometry
+    return pooling.pool_geometry(size, options["kernel_size"], options.get("stride"),
+                                 options.get("padding", 0), options.get("dilation", 1),
+                                 options.get("ceil_mode", False))
 
 
 def _max_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
                  training: bool, **options: Any) -> tuple[Any, Any, dict]:
-    y, cache = pooling.max_pool_forward(inputs[0], options["kernel_size"],
-                                        options.get("stride"), options.get("padding", 0),
-                                        options.get("dilation", 1),
-                                        options.get("ceil_mode", False))
+    x = inputs[0]
+    y, cache = pooling.max_pool_forward(x, geometry=_geometry(x.shape[2:], options))
     return y, cache, {}
 
 
@@ -53,19 +61,18 @@ def _max_backward(dy: Array, cache: pooling.MaxPoolCache) -> tuple[tuple[Array, 
 def _max_switches(inputs: tuple[Array, ...], options: Mapping[str, Any]) -> Array:
     """Which offset of each window wins (PyTorch's tie rule): where it changes, a tie or a
     near-tie was crossed and the maximum's derivative jumps."""
-    _, cache = pooling.max_pool_forward(inputs[0], options["kernel_size"], options.get("stride"),
-                                        options.get("padding", 0), options.get("dilation", 1),
-                                        options.get("ceil_mode", False))
+    x = inputs[0]
+    _, cache = pooling.max_pool_forward(x, geometry=_geometry(x.shape[2:], options))
     return cache.argmax
 
 
 def _avg_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
                  training: bool, **options: Any) -> tuple[Any, Any, dict]:
-    y, cache = pooling.avg_pool_forward(inputs[0], options["kernel_size"],
-                                        options.get("stride"), options.get("padding", 0),
-                                        options.get("ceil_mode", False),
-                                        options.get("count_include_pad", True),
-                                        options.get("divisor_override"))
+    x = inputs[0]
+    y, cache = pooling.avg_pool_forward(x, count_include_pad=options.get("count_include_pad",
+                                                                          True),
+                                        divisor_override=options.get("divisor_override"),
+                                        geometry=_geometry(x.shape[2:], options))
     return y, cache, {}
 
 
@@ -87,13 +94,17 @@ def adaptive_output_size(options: Mapping[str, Any], size: Shape) -> Shape:
 
 def _adaptive_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Signature:
     channels, *size = spatial_input(shapes, 2)
-    return Signature((channels, *adaptive_output_size(options, tuple(size))))
+    out = adaptive_output_size(options, tuple(size))
+    value = options.get("output_size")
+    as_given = tuple(value) if isinstance(value, list) else value  # nulls for PyTorch
+    return Signature((channels, *out), options={"output_size": as_given, "geometry": out})
 
 
 def _adaptive_forward(inputs: tuple[Array, ...], params: Any, state: Any, noise: Any, *,
                       training: bool, **options: Any) -> tuple[Any, Any, dict]:
     x = inputs[0]
-    y, cache = pooling.adaptive_avg_pool2d_forward(x, adaptive_output_size(options, x.shape[2:]))
+    out = options.get("geometry") or adaptive_output_size(options, x.shape[2:])
+    y, cache = pooling.adaptive_avg_pool2d_forward(x, out)
     return y, cache, {}
 
 
@@ -154,16 +165,16 @@ ADAPTIVE_GRID: Grid = (
     ("keep_height", {"output_size": [None, 2]}, (2, 5, 7), 1),
 )
 
-_MAX_OPTIONS = {"kernel_size": Given(required=True), "stride": Given(None),
-                "padding": Given(0), "dilation": Given(1), "ceil_mode": Flag(False)}
-_AVG1D_OPTIONS = {"kernel_size": Given(required=True), "stride": Given(None),
-                  "padding": Given(0), "ceil_mode": Flag(False),
-                  "count_include_pad": Flag(True)}
+# stride null (or []) is the kernel size, as in PyTorch.
+_WINDOW = {"kernel_size": Ints(required=True), "stride": Ints(None, empty=True),
+           "padding": Ints(0, low=0)}
+_MAX_OPTIONS = {**_WINDOW, "dilation": Ints(1), "ceil_mode": Flag(False)}
+_AVG1D_OPTIONS = {**_WINDOW, "ceil_mode": Flag(False), "count_include_pad": Flag(True)}
 
 
 def _pool(name: str, n_dims: int, forward: Any, backward: Any, options: Mapping[str, Any],
           grid: Grid, integer: bool, switches: Any = None) -> LayerInfo:
-    return LayerInfo(name=name, forward=forward, backward=backward, torch=B + "pool",
+    return LayerInfo(name=name, forward=forward, backward=backward, torch=B + name,
                      options=options, signature=partial(_pool_signature, n_dims),
                      samples=partial(grid_samples, grid, integer), switches=switches)
 
@@ -178,7 +189,7 @@ POOLING_LAYERS = (
     _pool("avg_pool2d", 2, _avg_forward, _avg_backward,
           {**_AVG1D_OPTIONS, "divisor_override": Given(None)}, AVG_POOL2D_GRID, False),
     LayerInfo(name="adaptive_avg_pool2d", forward=_adaptive_forward,
-              backward=_adaptive_backward, torch=B + "pool",
+              backward=_adaptive_backward, torch=B + "adaptive_avg_pool2d",
               options={"output_size": Given(required=True)}, signature=_adaptive_signature,
               samples=partial(grid_samples, ADAPTIVE_GRID, False)),
 )

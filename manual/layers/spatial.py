@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from manual.layers.core import one_input
 from manual.layers.info import Sample, Shape
+from manual.ops.windows import ntuple
 
 SPATIAL = {1: "L", 2: "H, W"}
 
@@ -23,6 +24,18 @@ def spatial_input(shapes: tuple[Shape, ...], n_dims: int) -> Shape:
         raise ValueError(f"needs inputs of shape (C, {SPATIAL[n_dims]}) per sample, got shape "
                          f"{shape}")
     return shape
+
+
+WINDOW_OPTIONS = ("kernel_size", "stride", "padding", "dilation")
+
+
+def window_options(options: Mapping[str, Any], n_dims: int) -> dict[str, Any]:
+    """The window options given, as PyTorch takes them: an int or a list as a tuple of
+    ``n_dims`` ints; ``"same"``, ``"valid"`` and null as given. The signature stores these
+    (after its geometry validated them), so that the torch builder reads them as they are."""
+    return {key: ntuple(value, n_dims, key, low=0 if key == "padding" else 1)
+            if isinstance(value, int | list) and value != [] else value
+            for key, value in options.items() if key in WINDOW_OPTIONS}
 
 
 def grid_samples(grid: Grid, integer: bool, rng: np.random.Generator, dtype: str

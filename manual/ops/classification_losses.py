@@ -22,7 +22,7 @@ from manual.ops.reduction import reduce, upstream
 
 # PyTorch clamps log(p) at -100 in binary_cross_entropy and bounds the
 # denominator of its gradient below by 1e-12.
-_BCE_LOG_FLOOR = -100.0
+BCE_LOG_FLOOR = -100.0
 _BCE_EPSILON = 1e-12
 
 
@@ -87,8 +87,8 @@ def bce_forward(x: Array, target: Array, reduction: str = "mean", weight: Any = 
     # value to float64 but keeps the gradient float32; the harness casts targets anyway.)
     target = np.asarray(target).astype(x.dtype, copy=False)
     with np.errstate(divide="ignore"):  # log(0) = -inf is intended: it is clamped next
-        log_x = np.maximum(np.log(x), _BCE_LOG_FLOOR)
-        log_1mx = np.maximum(np.log1p(-x), _BCE_LOG_FLOOR)
+        log_x = np.maximum(np.log(x), BCE_LOG_FLOOR)
+        log_1mx = np.maximum(np.log1p(-x), BCE_LOG_FLOOR)
     loss = (target - 1) * log_1mx - target * log_x
     if w is not None:
         loss = loss * w
@@ -198,7 +198,7 @@ def cross_entropy_forward(
     by the number of positions. Rows of :math:`t`
     need not sum to one: the gradient keeps the :math:`\sum_k A_{nk}` factor.
     """
-    targets.check_input("cross_entropy", x.shape)
+    targets.check_input("cross_entropy", x.shape, classes=True)
     classes = targets.num_classes(x.shape)
     w = _option_array(weight, x.dtype)
     targets.check_class_weight("cross_entropy", w, classes)
@@ -267,7 +267,7 @@ def nll_forward(
     with :math:`k_n = [t_n \ne` ``ignore_index``:math:`]`; ``mean`` divides by
     :math:`\sum_n k_n w_{t_n}`.
     """
-    targets.check_input("nll", x.shape)
+    targets.check_input("nll", x.shape, classes=True)
     w = _option_array(weight, x.dtype)
     targets.check_class_weight("nll", w, targets.num_classes(x.shape))
     targets.check_class_target("nll", x.shape, target, ignore_index, False)

@@ -52,6 +52,39 @@ class ConvCache(NamedTuple):
     has_bias: bool
 
 
+class ConvGeometry(NamedTuple):
+    """Where a convolution's windows lie, for one input size: resolved once (a spec node's
+    signature stores it, so that no forward derives it again)."""
+
+    kernel: Ints
+    stride: Ints
+    dilation: Ints
+    pads: Pads            # (before, after) per spatial dimension
+    out: Ints             # the output size per spatial dimension
+
+
+def conv_geometry(size: Ints, kernel_size: object, stride: object = 1, padding: object = 0,
+                  dilation: object = 1) -> ConvGeometry:
+    """The geometry for input lengths ``size``, each option as PyTorch takes it (an int or one
+    per dimension; ``padding`` also ``"same"`` / ``"valid"``); ``ValueError`` naming the
+    option or the numbers when none fits."""
+    n = len(size)
+    kernel = ntuple(kernel_size, n, "kernel_size")
+    strides = ntuple(stride, n, "stride")
+    dilations = ntuple(dilation, n, "dilation")
+    pads = conv_padding(padding, kernel, strides, dilations)
+    out = conv_output_size(tuple(size), pads, kernel, strides, dilations)
+    return ConvGeometry(kernel, strides, dilations, pads, out)
+
+
+def torch_padding(geometry: ConvGeometry) -> tuple[int, ...] | str:
+    """``padding`` as ``nn.Conv*`` takes it: one int per dimension, or ``"same"`` for the
+    uneven padding of an even kernel (only ``"same"`` makes it)."""
+    if all(lo == hi for lo, hi in geometry.pads):
+        return tuple(lo for lo, _ in geometry.pads)
+    return "same"
+
+
 def conv_padding(padding: object, kernel: Ints, stride: Ints, dilation: Ints) -> Pads:
     """``(before, after)`` zero padding per spatial dimension for PyTorch's ``padding``.
 
@@ -84,9 +117,13 @@ def conv_output_size(size: Ints, pads: Pads, kernel: Ints, stride: Ints, dilatio
 
 
 def conv_forward(x: Array, weight: Array, bias: Array | None, *, stride: object = 1,
-                 padding: object = 0, dilation: object = 1, groups: int = 1
-                 ) -> tuple[Array, ConvCache]:
-    """Cross-correlation of ``x (N, C, *L)`` with ``weight (O, C/groups, *k)`` (see module)."""
+                 padding: object = 0, dilation: object = 1, groups: int = 1,
+                 geometry: ConvGeometry | None = None) -> tuple[Array, ConvCache]:
+    """Cross-correlation of ``x (N, C, *L)`` with ``weight (O, C/groups, *k)`` (see module).
+
+    ``geometry`` (a node's, resolved when its spec was loaded) replaces ``stride``,
+    ``padding`` and ``dilation``; without it they are resolved here, for ``x``'s size.
+    """
     n_dims = weight.ndim - 2
     if x.ndim != n_dims + 2:
         raise ValueError(f"conv{n_dims}d needs an input (N, C, {n_dims} spatial), got shape "
@@ -96,10 +133,9 @@ def conv_forward(x: Array, weight: Array, bias: Array | None, *, stride: object 
     if channels % groups or out_channels % groups or weight.shape[1] * groups != channels:
         raise ValueError(f"groups {groups}: input channels {channels} and weight "
                          f"{weight.shape} do not agree")
-    strides = ntuple(stride, n_dims, "stride")
-    dilations = ntuple(dilation, n_dims, "dilation")
-    pads = conv_padding(padding, kernel, strides, dilations)
-    out = conv_output_size(x.shape[2:], pads, kernel, strides, dilations)
+    if geometry is None:
+        geometry = conv_geometry(x.shape[2:], kernel, stride, padding, dilation)
+    _, strides, dilations, pads, out = geometry
     padded = pad_spatial(x, pads)
     cols = np.ascontiguousarray(window_view(padded, kernel, strides, dilations, out)
                                 .transpose(0, 1, *range(2 + n_dims, 2 + 2 * n_dims),

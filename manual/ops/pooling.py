@@ -95,9 +95,9 @@ class MaxPoolCache(NamedTuple):
     geometry: PoolGeometry
 
 
-def max_pool_forward(x: Array, kernel_size: object, stride: object = None,
-                     padding: object = 0, dilation: object = 1, ceil_mode: bool = False
-                     ) -> tuple[Array, MaxPoolCache]:
+def max_pool_forward(x: Array, kernel_size: object = None, stride: object = None,
+                     padding: object = 0, dilation: object = 1, ceil_mode: bool = False, *,
+                     geometry: PoolGeometry | None = None) -> tuple[Array, MaxPoolCache]:
     r"""Maximum over each window; padded positions never win.
 
     .. math::
@@ -108,9 +108,11 @@ def max_pool_forward(x: Array, kernel_size: object, stride: object = None,
     replaces the current one when it is greater *or NaN*. So among equal maxima the FIRST gets
     the gradient (never all of them), a NaN propagates and the LAST NaN wins, and a window of
     only ``-inf`` gives its first real position. The argmax is cached, not the input.
+    ``geometry`` (a node's, resolved at load) replaces the window options.
     """
     size = x.shape[2:]
-    geometry = pool_geometry(size, kernel_size, stride, padding, dilation, ceil_mode)
+    if geometry is None:
+        geometry = pool_geometry(size, kernel_size, stride, padding, dilation, ceil_mode)
     offsets = list(kernel_offsets(geometry.kernel))
     index_type = np.int8 if len(offsets) < 128 else np.int32
     # Before any comparison each window points at its first real position (all -inf windows
@@ -170,10 +172,10 @@ def _divisors(geometry: PoolGeometry, size: Ints, count_include_pad: bool, dtype
     return divisor.astype(dtype)
 
 
-def avg_pool_forward(x: Array, kernel_size: object, stride: object = None,
+def avg_pool_forward(x: Array, kernel_size: object = None, stride: object = None,
                      padding: object = 0, ceil_mode: bool = False,
-                     count_include_pad: bool = True, divisor_override: int | None = None
-                     ) -> tuple[Array, AvgPoolCache]:
+                     count_include_pad: bool = True, divisor_override: int | None = None, *,
+                     geometry: PoolGeometry | None = None) -> tuple[Array, AvgPoolCache]:
     r"""Mean over each window, with PyTorch's divisor.
 
     .. math::
@@ -184,9 +186,11 @@ def avg_pool_forward(x: Array, kernel_size: object, stride: object = None,
     its end to :math:`L + p` (``count_include_pad``), or its number of real input positions.
     Per spatial dimension these counts multiply. A ceil-mode window that runs past the
     padding therefore divides by fewer than :math:`k` even with ``count_include_pad``.
+    ``geometry`` (a node's, resolved at load) replaces the window options.
     """
     size = x.shape[2:]
-    geometry = pool_geometry(size, kernel_size, stride, padding, 1, ceil_mode)
+    if geometry is None:
+        geometry = pool_geometry(size, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError("divisor_override must not be zero")

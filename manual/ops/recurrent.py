@@ -162,6 +162,14 @@ class RecurrentCache(NamedTuple):
     has_c0: bool
 
 
+def _have(value: Array | None, what: str) -> Array:
+    """``value``, which the mode in force always provides (an LSTM's cell state, a GRU's
+    hidden-side new-gate term); ``None`` there means a cache built for another mode."""
+    if value is None:
+        raise ValueError(f"recurrent cache: {what} is missing (a cache of another mode?)")
+    return value
+
+
 def _layer_forward(x: Array, h: Array, c: Array | None, mode: Mode, w_ih: Array, w_hh: Array,
                    b_ih: Array | None, b_hh: Array | None) -> LayerCache:
     length, hidden = x.shape[0], w_hh.shape[1]
@@ -179,20 +187,19 @@ def _layer_forward(x: Array, h: Array, c: Array | None, mode: Mode, w_ih: Array,
         if b_hh is not None:
             recurrent = recurrent + b_hh
         if mode == "lstm":
-            assert c is not None and c_prev is not None and tanh_c is not None
             i, f, g, o = lstm_gates(projected[t] + recurrent)
-            c_prev[t] = c
+            _have(c_prev, "c_prev")[t] = c = _have(c, "the cell state")
             c = f * c + i * g
-            tanh_c[t] = np.tanh(c)
-            h = o * tanh_c[t]
+            _have(tanh_c, "tanh_c")[t] = tanh = np.tanh(c)
+            h = o * tanh
             gate_steps.append((i, f, g, o))
         elif mode == "gru":
-            assert gh_n is not None
+            gh = _have(gh_n, "gh_n")
             gi_r, gi_z, gi_n = np.split(projected[t], 3, axis=-1)
-            gh_r, gh_z, gh_n[t] = np.split(recurrent, 3, axis=-1)
+            gh_r, gh_z, gh[t] = np.split(recurrent, 3, axis=-1)
             r, z = sigmoid(gi_r + gh_r), sigmoid(gi_z + gh_z)
             b_hn = None if b_hh is None else b_hh[2 * hidden:]
-            n = np.tanh(gru_new_gate(gi_n, gh_n[t], r, h, w_hh[2 * hidden:], b_hn))
+            n = np.tanh(gru_new_gate(gi_n, gh[t], r, h, w_hh[2 * hidden:], b_hn))
             h = (1 - z) * n + z * h
             gate_steps.append((r, z, n))
         else:
@@ -236,8 +243,7 @@ def recurrent_forward(x: Array, params: Mapping[str, Array], h0: Array | None = 
         h_n.append(cache.h[-1])
         if mode == "lstm":
             i, f, g, _ = (gate[-1] for gate in cache.gates)
-            assert cache.c_prev is not None
-            c_n.append(f * cache.c_prev[-1] + i * g)
+            c_n.append(f * _have(cache.c_prev, "c_prev")[-1] + i * g)
     output = np.swapaxes(layer_input, 0, 1) if batch_first else layer_input
     outputs = (output, np.stack(h_n), np.stack(c_n) if mode == "lstm" else None)
     return outputs, RecurrentCache(mode, tuple(layers), batch_first, has_bias, h0 is not None,
@@ -253,15 +259,14 @@ def _layer_backward(d_h_seq: Array, dh: Array, dc: Array | None, cache: LayerCac
         dh = dh + d_h_seq[t]
         direct: Array | None = None
         if mode == "lstm":
-            assert dc is not None and cache.c_prev is not None and cache.tanh_c is not None
             gates = tuple(gate[t] for gate in cache.gates)
-            d_input[t], dc = lstm_step_backward(dh, dc, gates,
-                                                cache.c_prev[t], cache.tanh_c[t])
+            d_input[t], dc = lstm_step_backward(dh, _have(dc, "the cell gradient"), gates,
+                                                _have(cache.c_prev, "c_prev")[t],
+                                                _have(cache.tanh_c, "tanh_c")[t])
         elif mode == "gru":
-            assert cache.gh_n is not None
             gates3 = tuple(gate[t] for gate in cache.gates)
             d_input[t], d_hidden[t], direct = gru_step_backward(
-                dh, gates3, cache.h_prev[t], cache.gh_n[t])
+                dh, gates3, cache.h_prev[t], _have(cache.gh_n, "gh_n")[t])
         else:
             d_input[t] = rnn_step_backward(dh, cache.h[t], mode)
         dh = d_hidden[t] @ cache.weight_hh

@@ -123,7 +123,8 @@ class GraphMultiheadAttention(nn.MultiheadAttention):
         output, weights = super().forward(query, key, value, key_padding_mask=padding,
                                           need_weights=True, attn_mask=attn,
                                           average_attn_weights=True)
-        assert weights is not None
+        if weights is None:  # need_weights=True always returns them
+            raise RuntimeError("nn.MultiheadAttention returned no attention weights")
         return output, weights
 
 

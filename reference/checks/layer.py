@@ -99,9 +99,8 @@ class LayerCheck:
         lead = self._lead(case)
         arrays: dict[str, np.ndarray] = {}
         for name in wanted:
-            if name in self.params:
+            if name in self.params and isinstance(self.reference, nn.Module):  # checked in init
                 module = self.reference
-                assert isinstance(module, nn.Module)
                 shape = tuple(dict(module.named_parameters())[self.params[name]].shape)
                 spec: cs.InputSpec = shape
             else:

@@ -29,6 +29,7 @@ import numpy as np
 
 import manual
 from manual.data import Data
+from manual.layers import LAYERS
 from manual.spec import Spec
 from reference.checks.diagnose import compare_named, constant_factor
 from reference.core.compare import _edge_name, grad_name, run_tensors, spec_tolerance
@@ -37,10 +38,6 @@ from reference.core.records import ComparisonRecord
 from reference.core.run import run_torch
 
 LAYOUTS = ("rows", "columns")
-_DERIVATIVES: Mapping[str, tuple[str, Callable[[float], float]]] = {
-    "sigmoid": ("a(1 - a)", lambda a: a * (1 - a)),
-    "tanh": ("1 - a^2", lambda a: 1 - a * a),
-}
 
 
 def _reference_values(spec: Spec, data: Data, params: Mapping[str, np.ndarray],
@@ -92,9 +89,10 @@ def _in_layout(name: str, value: Any, want: np.ndarray, layout: str) -> Any:
 def _factor_note(spec: Spec, values: Mapping[str, np.ndarray], first: str, c: float) -> str:
     note = f"from {first} on, every gradient is {c:.3g} x PyTorch's"
     for node in spec.nodes:
-        if node.type in _DERIVATIVES:
+        op = LAYERS[node.type].op  # an activation whose f' is written in its output a = f(x)
+        if op is not None and op.calculus.derivative is not None:
             a = values[f"forward: {node.name}"]
-            formula, derivative = _DERIVATIVES[node.type]
+            formula, derivative = op.calculus.derivative
             if a.size == 1 and abs(derivative(float(a.reshape(()))) - c) <= 1e-3 * abs(c):
                 return (f"{note} (= {formula} = {node.type}' at {node.name}, a = "
                         f"{float(a.reshape(())):.4g}): a factor {node.type}' applied twice?")

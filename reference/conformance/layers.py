@@ -71,7 +71,7 @@ def _input_names(count: int) -> list[str]:
 def layer_spec(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray], dtype: str,
                *, mode: str = "train", seed: int = 0) -> Spec:
     """The one-node graph spec of layer ``name`` reading ``inputs`` (batch first)."""
-    kind = "index" if LAYERS[name].input_kind == "index" else "real"
+    kind = "index" if LAYERS[name].behaviour.input_kind == "index" else "real"
     refs = _input_names(len(inputs))
     graph_inputs = {ref: {"shape": list(np.shape(a)[1:]), **({"kind": kind} if kind != "real"
                                                                else {})}
@@ -134,7 +134,7 @@ def pair_problems(case: SampleCase, data: Data, state: Mapping[str, np.ndarray],
         "noise": own_noise}
     before = {what: {k: v.copy() for k, v in arrays.items()} for what, arrays in given.items()}
     y, cache, _ = info.forward(inputs, params, own_state, own_noise, training=training,
-                               **node.options)
+                               **node.resolved)
     rng = stream(case.spec.seed, "upstream", node.name)
     outputs = y if isinstance(y, tuple) else (y,)  # several outputs: one upstream each
     dys = [rng.standard_normal(np.shape(out)).astype(case.spec.dtype) for out in outputs]

@@ -10,17 +10,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 import manual
-from manual.registry import ACTIVATIONS, LOSSES, OpInfo
+from manual.random import stream
+from manual.registry import ACTIVATIONS, LOSSES, OpInfo, loss_info
 from manual.spec import DTYPES, Spec
 from reference.core import sampling
-
-# What the network puts after its last linear layer so that the loss gets the
-# input it is defined on: probabilities for bce, log-probabilities for nll and kl_div.
-_OUTPUT_ADAPTER: Mapping[str, str] = {"bce": "sigmoid", "nll": "log_softmax",
-                                      "kl_div": "log_softmax"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +55,9 @@ def mlp_spec(
         layers += [{"type": "linear", "out_features": out},
                    {"type": activation, **(activation_options or {})}]
     layers.append({"type": "linear", "out_features": widths[-1]})
-    if loss in _OUTPUT_ADAPTER:
-        layers.append({"type": _OUTPUT_ADAPTER[loss]})
+    adapter = loss_info(LOSSES[loss]).adapter  # what makes the input the loss needs
+    if adapter:
+        layers.append({"type": adapter})
     raw = {"input_shape": [widths[0]], "layers": layers,
            "loss": {"type": loss, **(loss_options or {})}, "dtype": dtype, "seed": seed}
     return manual.parse_spec({"name": name, **raw} if name else raw)
@@ -81,7 +76,7 @@ def network_spec(
 
 def network_data(spec: Spec, batch: int = 5, target_kind: str | None = None) -> manual.Data:
     """Seeded inputs and a target of the loss's (first) kind for ``spec``."""
-    rng = np.random.default_rng([spec.seed, 2])
+    rng = stream(spec.seed, "matrix", spec.name)
     x = rng.standard_normal((batch, spec.input_shape[0]))
     op = LOSSES[spec.loss.type]
     y = sampling.target(target_kind or op.targets[0], (batch, spec.output_width), rng,
@@ -142,8 +137,9 @@ def graph_spec(name: str, dtype: str, seed: int = 0) -> Spec:
 
 
 def graph_data(spec: Spec, batch: int = 5) -> manual.Data:
-    rng = np.random.default_rng([spec.seed, 2])
+    """Seeded inputs and a target of the loss's first kind for a graph of :data:`GRAPHS`."""
+    rng = stream(spec.seed, "matrix", spec.name)
     x = rng.standard_normal((batch, *spec.input_shape))
-    if spec.loss.type == "cross_entropy":
-        return manual.make_data(spec, x, rng.integers(0, spec.output_width, batch))
-    return manual.make_data(spec, x, rng.standard_normal((batch, *spec.output_shape)))
+    kind = LOSSES[spec.loss.type].targets[0]
+    return manual.make_data(spec, x, sampling.target(kind, (batch, spec.output_width), rng,
+                                                     spec.dtype, spec.loss.options))

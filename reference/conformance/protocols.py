@@ -30,6 +30,7 @@ import numpy as np
 
 import manual
 from manual.data import Data
+from manual.random import stream
 from manual.registry import ACTIVATIONS, OPS, OpInfo, Tolerance
 from manual.spec import Spec
 from reference.conformance import matrix
@@ -190,7 +191,7 @@ def op_no_mutation(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | No
     """One op's forward and backward leave its input, target and upstream gradient unchanged."""
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "matrix", op.name)
     x = sampling.op_input(op, shape, rng, dtype)
     arrays = {"x": x}
     if op.kind == "loss":
@@ -213,7 +214,7 @@ def op_kinks(op: OpInfo | str, dtype: str, options: Mapping[str, Any] | None = N
     """An activation at exactly its kink points (and ±1 around them), against PyTorch."""
     op = OPS[op] if isinstance(op, str) else op
     options = dict(options or {})
-    points = [k + s for k in op.kinks(options) for s in (0.0, -1.0, 1.0)]
+    points = [k + s for k in op.domain.kinks(options) for s in (0.0, -1.0, 1.0)]
     record = compare_op(op, dtype, options, x=np.asarray([points]))
     record.options["check"] = "kinks"
     return record
@@ -226,7 +227,7 @@ def _op_checks(case: matrix.OpCase) -> Iterator[tuple[str, Check]]:
     yield f"op {case.id}", partial(compare_op, case.op, case.dtype, case.options,
                                    target_kind=case.target_kind)
     yield f"no_mutation {case.id}", partial(op_no_mutation, case.op, case.dtype, case.options)
-    if case.op.name in ACTIVATIONS and case.op.kinks(case.options):
+    if case.op.name in ACTIVATIONS and case.op.domain.kinks(case.options):
         yield f"kinks {case.id}", partial(op_kinks, case.op, case.dtype, case.options)
 
 

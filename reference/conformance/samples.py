@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import manual
 from manual.layers import LAYERS, Sample
 from manual.random import stream
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 from reference.conformance.layers import sample_case
 
 # A sample whose name ends so expects NaN in its output, as PyTorch gives (a fully masked
@@ -42,10 +42,10 @@ def layer_samples(name: str, dtype: str, seed: int = 0) -> list[Sample]:
 
 
 def modes(name: str) -> tuple[str, ...]:
-    return ("train", "eval") if LAYERS[name].train_eval_differ else ("train",)
+    return ("train", "eval") if LAYERS[name].behaviour.train_eval_differ else ("train",)
 
 
-def layer_cases(dtypes: tuple[str, ...] = ("float32", "float64")
+def layer_cases(dtypes: tuple[str, ...] = DTYPES
                 ) -> Iterator[tuple[str, str, Sample, str, str]]:
     """``(id, layer, sample, dtype, mode)`` for every sample x dtype x mode of every layer."""
     for name in layers_with_samples():
@@ -57,7 +57,7 @@ def layer_cases(dtypes: tuple[str, ...] = ("float32", "float64")
 
 
 @st.composite
-def layer_graphs(draw: st.DrawFn, dtypes: tuple[str, ...] = ("float32", "float64"),
+def layer_graphs(draw: st.DrawFn, dtypes: tuple[str, ...] = DTYPES,
                  layers: tuple[str, ...] | None = None) -> tuple[Spec, manual.Data]:
     """A fuzz case: a registry layer, one of its samples redrawn from a drawn seed, a dtype and
     a mode, as its one-node graph (Hypothesis shrinks toward the first layer and sample)."""

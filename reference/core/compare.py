@@ -17,6 +17,7 @@ import torch
 import manual
 from manual.data import Data
 from manual.layers import LAYERS
+from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES, OPS, OpInfo, Tolerance
 from manual.spec import Node, Spec
 from reference.core import engine, sampling
@@ -368,7 +369,7 @@ def compare_op(
     op = OPS[op] if isinstance(op, str) else op
     options = cast_options(options or {}, dtype)
     reference_options = torch_options(options)
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "matrix", op.name)
     if x is None:
         x = sampling.op_input(op, shape, rng, dtype)
     else:

@@ -7,6 +7,7 @@ deterministic algorithms on. The graph mirror built from a spec is :mod:`referen
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +31,7 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
     option may be called ``x``. An array option of the registry (a loss's ``weight``,
     ``pos_weight``: :class:`manual.options.Values`) arrives from a spec as a list and goes to
     PyTorch as a tensor of the input's dtype; a spec's option overrides the registry's
-    ``torch_kwargs`` (softmax's ``dim``).
+    ``oracle.kwargs`` (softmax's ``dim``); a warning the oracle names as ``quiet`` is ignored.
     """
     if callable(op.torch):
         function = op.torch
@@ -38,10 +39,10 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
         module_name, _, attribute = op.torch.rpartition(".")
         function = getattr(importlib.import_module(module_name), attribute)
     arrays = {name for name, option in op.options.items() if isinstance(option, Values)}
-    defaults = dict(op.torch_kwargs)
-    # kl_div warns that 'mean' will change meaning; we test today's meaning. Only kl_div:
-    # catching warnings costs more than a small op itself.
-    quiet = "kl_div" in (op.name, getattr(function, "__name__", ""))
+    defaults = dict(op.oracle.kwargs)
+    # Only for an op whose oracle names a warning: catching warnings costs more than a small
+    # op itself.
+    quiet = op.oracle.quiet
 
     def call(x: torch.Tensor, /, *args: Any, **options: Any) -> torch.Tensor:
         kwargs = {**defaults, **{k: torch.tensor(v, dtype=x.dtype)
@@ -50,7 +51,7 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
         if not quiet:
             return function(x, *args, **kwargs)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
+            warnings.filterwarnings("ignore", message=re.escape(quiet))
             return function(x, *args, **kwargs)
 
     return call

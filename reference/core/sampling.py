@@ -16,7 +16,7 @@ def op_input(
     op: OpInfo, shape: tuple[int, ...], rng: np.random.Generator, dtype: str
 ) -> np.ndarray:
     """Uniform draws over the op's domain, in ``dtype``."""
-    low, high = op.domain
+    low, high = op.domain.inputs
     return rng.uniform(low, high, size=shape).astype(dtype)
 
 

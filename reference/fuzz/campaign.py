@@ -29,7 +29,7 @@ from manual.data import Data
 from manual.files import atomic_write
 from manual.jsonable import decode
 from manual.registry import ACTIVATIONS, LOSSES
-from manual.spec import Spec
+from manual.spec import DTYPES, Spec
 from reference.conformance.protocols import run_protocol
 from reference.core.compare import compare_network, compare_op
 from reference.core.records import ComparisonRecord, dumps
@@ -94,10 +94,10 @@ def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
         if op is None or node.inputs[0] not in values:  # a graph input: both engines alike
             continue
         m, r = values[node.inputs[0]]
-        if _straddles(m, r, op.kinks(node.options)):
+        if _straddles(m, r, op.domain.kinks(node.options)):
             return f"{node.name} ({node.type})"
     loss = LOSSES[spec.loss.type]
-    kinks = loss.kinks(spec.loss.options)
+    kinks = loss.domain.kinks(spec.loss.options)
     if kinks and spec.output in values:
         m, r = values[spec.output]
         if m.shape == data.y.shape:
@@ -419,7 +419,7 @@ def run_campaign(
     return record
 
 
-def coverage_gaps(record: CampaignRecord, *, dtypes: tuple[str, ...] = ("float32", "float64"),
+def coverage_gaps(record: CampaignRecord, *, dtypes: tuple[str, ...] = DTYPES,
                   ops: Iterable[str] | None = None, batches: tuple[str, ...] = BATCH_CLASSES,
                   edges: tuple[str, ...] = EDGE_CLASSES) -> list[str]:
     """What ``record`` never drew: a dtype, a registry op (activations and losses, by

@@ -41,7 +41,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import manual
-from manual.registry import ACTIVATIONS, OPS
+from manual.registry import ACTIVATIONS, LOSSES, OPS, SOFT_TARGETS, loss_info
 from manual.spec import Spec
 
 EDGE_CLASSES = ("extreme_weights", "kink_beyond_input", "saturated", "near_overflow",
@@ -61,12 +61,11 @@ SATURATING_LOGITS: Mapping[str, tuple[float, ...]] = {"float32": (12.0, 17.0, 24
 # just past it. A shift-invariant op must not care.
 OVERFLOW_SHIFT: Mapping[str, tuple[float, ...]] = {"float32": (90.0, 100.0),
                                                     "float64": (712.0, 730.0)}
-_LOGIT_CONSUMERS = ("softmax", "log_softmax")
-# The loss of an edge case, one face each: every loss once, and the two that take soft
+# The loss of an edge case, one face each: every loss once, and those that take soft
 # targets (cross_entropy, kl_div: the target classes) twice. Every loss is then drawn about
 # as often as in a typical case, and each edge class applies to at least two faces.
-EDGE_LOSS_FACES = ("bce", "bce_with_logits", "cross_entropy", "cross_entropy", "huber",
-                   "kl_div", "kl_div", "l1", "mse", "nll", "smooth_l1")
+EDGE_LOSS_FACES = tuple(sorted([*LOSSES, *(name for name, op in LOSSES.items()
+                                           if set(op.targets) & set(SOFT_TARGETS))]))
 
 
 def _mix(value: int) -> int:
@@ -116,7 +115,7 @@ def batch_sizes(max_batch: int, edges: bool = True) -> st.SearchStrategy[int]:
 
 def _kinked(name: str, options: Mapping[str, Any]) -> tuple[float, ...]:
     op = ACTIVATIONS.get(name)
-    return op.kinks(options) if op is not None and op.structure == "elementwise" else ()
+    return op.domain.kinks(options) if op is not None and op.structure == "elementwise" else ()
 
 
 class _Plan:
@@ -195,11 +194,14 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
     dtype, loss = spec.dtype, spec.loss.type
     kinked = [a for a in sorted(activations) if _kinked(a, ACTIVATIONS[a].defaults())]
     kinked = [a for a in kinked if a in prefer] or kinked
+    info = loss_info(LOSSES[loss])
+    # A loss on probabilities (bce) saturates behind its adapter (a sigmoid), added if need be.
+    on_probabilities = info.needs == "probabilities"
+    loss_kinked = info.kinked_by is not None  # a kink where the output equals the target
     applicable = [name for name, ok in (
-        ("kink_beyond_input", bool(kinked) or bool(_kink_sites(plan.layers))
-         or loss in ("l1", "smooth_l1")),
+        ("kink_beyond_input", bool(kinked) or bool(_kink_sites(plan.layers)) or loss_kinked),
         ("near_overflow", _logit_consumer(plan.layers, loss) is not None),
-        ("saturated", loss == "bce" or _saturating_input(plan.layers, loss) is not None),
+        ("saturated", on_probabilities or _saturating_input(plan.layers, loss) is not None),
         ("extreme_weights", True)) if ok]
     # One applicable class for sure (a fair pick), each other applicable one at 1/2; every
     # one when focused (a focused search draws fewer edge cases, each with all it can have).
@@ -208,7 +210,7 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
               if name == first or bool(prefer) or draw(roll(2)) == 1}
     applied: list[str] = []
     kinks = "kink_beyond_input" in chosen
-    if kinks and (loss not in ("l1", "smooth_l1") or draw(roll(2))):
+    if kinks and (not loss_kinked or draw(roll(2))):
         sites = [site for site in _kink_sites(plan.layers) if site["type"] in kinked]
         if not sites or draw(roll(2)):  # else a kinked activation after a random linear
             new = draw(st.sampled_from(kinked).flatmap(layer)) if kinked else {}
@@ -229,11 +231,12 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
         shift = draw(st.sampled_from(OVERFLOW_SHIFT[dtype]))
         plan.shift[id(linear)] = plan.shift.get(id(linear), 0.0) + shift
         applied.append("near_overflow")
+    at = None
     if "saturated" in chosen:
-        if loss == "bce" and plan.layers[-1]["type"] != "sigmoid":
-            plan.layers.append({"type": "sigmoid"})  # after any [0, 1] ender: still valid
+        if on_probabilities and plan.layers[-1]["type"] != info.adapter:
+            plan.layers.append({"type": info.adapter})  # after any [0, 1] ender: still valid
         at = _saturating_input(plan.layers, loss)
-        assert at is not None
+    if at is not None:
         linear = plan.linear_before(at if at >= 0 else len(plan.layers))
         size = draw(st.sampled_from(SATURATING_LOGITS[dtype]))
         signs = draw(st.lists(st.sampled_from((-1.0, 1.0)), min_size=linear["out_features"],
@@ -245,9 +248,8 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
         plan.scale[id(linear)] = draw(st.sampled_from(EXTREME_SCALE[dtype]))
         applied.append("extreme_weights")
     kink: LossKink | None = None
-    if kinks and loss in ("l1", "smooth_l1"):
-        if loss == "smooth_l1":
-            raw["loss"]["beta"] = 0.0  # its kink at 0 exists only then
+    if kinks and info.kinked_by is not None:
+        raw["loss"].update(info.kinked_by)  # smooth_l1's kink at 0 exists at beta 0 only
         last = plan.linears()[-1]
         if any(ACTIVATIONS[t["type"]].structure != "elementwise"
                for t in plan.layers[plan.index(last) + 1:]):  # softmax mixes columns
@@ -266,24 +268,33 @@ def _kink_sites(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if before["type"] == "linear" and _kinked(layer["type"], layer)]
 
 
+def _shift_invariant(name: str) -> bool:
+    op = OPS.get(name)
+    return op is not None and op.domain.shift_invariant
+
+
 def _logit_consumer(layers: list[dict[str, Any]], loss: str) -> int | None:
-    """Where shift-invariant logits are consumed: a softmax layer's index, -1 for the
-    cross-entropy loss on the output, ``None`` when neither."""
-    if loss == "cross_entropy" and layers[-1]["type"] not in _LOGIT_CONSUMERS:
+    """Where shift-invariant logits are consumed (:attr:`Domain.shift_invariant`): a softmax
+    layer's index, -1 for a shift-invariant loss (cross-entropy) on the output, ``None`` when
+    neither."""
+    if _shift_invariant(loss) and not _shift_invariant(layers[-1]["type"]):
         return -1
-    found = [i for i, layer in enumerate(layers) if layer["type"] in _LOGIT_CONSUMERS]
+    found = [i for i, layer in enumerate(layers) if _shift_invariant(layer["type"])]
     return found[-1] if found else None
 
 
 def _saturating_input(layers: list[dict[str, Any]], loss: str) -> int | None:
-    """Where probabilities saturate: the sigmoid ending a ``bce`` net (its index), -1 for
-    ``bce_with_logits`` (the output's logits), the softmax behind a log-likelihood loss (as
-    :func:`_logit_consumer`), else None."""
-    if loss == "bce_with_logits":
+    """Where probabilities saturate: the adapter (sigmoid) ending the net of a loss on
+    probabilities (``bce``; its index), -1 for a loss that applies a squashing activation
+    itself (``bce_with_logits``: the output's logits), the softmax behind a log-likelihood
+    loss (``cross_entropy``, ``nll``, ``kl_div``: as :func:`_logit_consumer`), else None."""
+    info = loss_info(LOSSES[loss])
+    if info.inner and not _shift_invariant(info.inner):
         return -1
-    if loss == "bce":
-        return len(layers) - 1 if layers[-1]["type"] == "sigmoid" else None
-    return _logit_consumer(layers, loss) if loss in ("cross_entropy", "nll", "kl_div") else None
+    if info.needs == "probabilities":
+        return len(layers) - 1 if layers[-1]["type"] == info.adapter else None
+    log_likelihood = info.needs == "log-probabilities" or _shift_invariant(info.inner)
+    return _logit_consumer(layers, loss) if log_likelihood else None
 
 
 def loss_kink_target(y: np.ndarray, kink: LossKink, dtype: str) -> np.ndarray:

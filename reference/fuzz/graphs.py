@@ -17,8 +17,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import manual
-from manual.registry import ACTIVATIONS
-from manual.spec import Spec
+from manual.registry import ACTIVATIONS, LOSSES
+from manual.spec import DTYPES, Spec
+from reference.core import sampling
 
 GRAPH_OPS = ("add", "concat")
 # Activations that keep every value finite and smooth enough for any wiring.
@@ -28,7 +29,7 @@ _ACTIVATIONS = tuple(sorted(name for name, op in ACTIVATIONS.items()
 
 @st.composite
 def graphs(draw: st.DrawFn, *, max_nodes: int = 8, max_width: int = 8,
-           dtypes: Collection[str] = ("float32", "float64"),
+           dtypes: Collection[str] = DTYPES,
            include: Collection[str] = ()) -> Spec:
     """A random graph spec with an ``mse`` or ``cross_entropy`` loss on its last node.
 
@@ -94,6 +95,5 @@ def graph_data(draw: st.DrawFn, spec: Spec, max_batch: int = 8) -> manual.Data:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((n, *spec.input_shape))
     classes = spec.output_shape[0]
-    y = rng.integers(0, classes, n) if spec.loss.type == "cross_entropy" else \
-        rng.standard_normal((n, classes))
+    y = sampling.target(LOSSES[spec.loss.type].targets[0], (n, classes), rng, spec.dtype)
     return manual.make_data(spec, x, y)

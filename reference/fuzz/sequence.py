@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 
 import manual
 from manual.data import Data
-from manual.spec import Spec
+from manual.registry import LOSSES
+from manual.spec import DTYPES, Spec
+from reference.core import sampling
 
 CELLS = ("rnn", "lstm", "gru")
 ATTENTION = ("multi_head_attention", "scaled_dot_product_attention")
@@ -106,7 +108,7 @@ def _padding(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 @st.composite
-def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = ("float32", "float64"),
+def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = DTYPES,
                     include: Collection[str] = (), max_batch: int = 4) -> tuple[Spec, Data]:
     """A sequence model or a transformer block, and its data (see the module's docstring)."""
     cells = [op for op in include if op in CELLS]
@@ -126,8 +128,7 @@ def sequence_graphs(draw: st.DrawFn, *, dtypes: Collection[str] = ("float32", "f
     x: np.ndarray = rng.integers(0, nodes[0]["num_embeddings"], (n, *spec.input_shape)) \
         if "tokens" in inputs else rng.standard_normal((n, *spec.input_shape))
     classes = spec.output_shape[0]
-    y = rng.integers(0, classes, n) if loss == "cross_entropy" else \
-        rng.standard_normal((n, classes))
+    y = sampling.target(LOSSES[spec.loss.type].targets[0], (n, classes), rng, spec.dtype)
     others = {"padding": _padding(rng, (n, length))} \
         if "padding" in inputs else None
     return spec, manual.make_data(spec, x, y, others)

@@ -40,10 +40,10 @@ from hypothesis.extra import numpy as hnp
 
 import manual
 from manual.data import Data
+from manual.layers import LAYERS
 from manual.options import Choice, Flag, Real, Values
-from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo
+from manual.registry import ACTIVATIONS, INPUT_KINDS, LOSSES, OPS, OpInfo, loss_info
 from manual.spec import DTYPES, Spec
-from reference.conformance.matrix import _OUTPUT_ADAPTER as OUTPUT_ADAPTER
 from reference.conformance.samples import layer_graphs, layers_with_samples
 from reference.core import sampling
 from reference.fuzz import edges as edge
@@ -54,20 +54,12 @@ from reference.fuzz.graphs import GRAPH_OPS, graph_data, graphs
 # Magnitudes the extreme-value mode reaches: exp(80) is finite in float32, and the
 # stable formulas never take exp of a positive number, so 1e4 is safe in float64.
 EXTREME_LIMIT: Mapping[str, float] = {"float32": 80.0, "float64": 1e4}
-# Shift-invariant ops (a row plus a constant gives the same softmax) are also drawn with
-# every row offset this far: past exp's overflow by orders of magnitude, and where the low
-# bits of a large maximum must not leak into the result (log-softmax as (x - m) - log s).
-SHIFT_INVARIANT = ("softmax", "log_softmax", "cross_entropy")
+# Shift-invariant ops (Domain.shift_invariant: a row plus a constant gives the same softmax)
+# are also drawn with every row offset this far: past exp's overflow by orders of magnitude,
+# and where the low bits of a large maximum must not leak into the result (log-softmax as
+# (x - m) - log s).
 EXTREME_OFFSET: Mapping[str, float] = {"float32": 1e3, "float64": 1e6}
 DEFAULT_DOMAIN = (-4.0, 4.0)
-# Where the oracle itself is inexact, fuzz only the option values it gets right.
-# PyTorch's float64 celu backward rounds 1/alpha to float32: a relative error up to
-# 4e-8 (1 + |x|/alpha), which a batch of weight gradients sums past float64's
-# tolerance (measured with torch 2.13; tests/test_fuzz_strategies.py keeps a canary).
-# Powers of two have exact reciprocals. Every other option is drawn from its declaration.
-ORACLE_EXACT_OPTIONS: Mapping[tuple[str, str], tuple[float, ...]] = {
-    ("celu", "alpha"): (0.25, 0.5, 1.0, 2.0, 4.0),
-}
 
 
 def _bits(dtype: str) -> Literal[32, 64]:
@@ -116,10 +108,11 @@ def _op_options(name: str) -> st.SearchStrategy[dict[str, Any]]:
     # Random values for every option first: generation favours the first branch, and a
     # default-only draw would hide every mistake on an option's code path.
     # Integer and array options (softmax's dim, a loss's weight, ignore_index) keep their
-    # defaults here: their valid values depend on the shapes a case draws.
+    # defaults here: their valid values depend on the shapes a case draws. Where the oracle
+    # is exact for some values only (Oracle.exact), those are drawn.
+    exact = op.oracle.exact
     random = st.fixed_dictionaries({
-        name: st.sampled_from(ORACLE_EXACT_OPTIONS[op.name, name])
-        if (op.name, name) in ORACLE_EXACT_OPTIONS else _option_value(o)
+        name: st.sampled_from(exact[name]) if name in exact else _option_value(o)
         for name, o in op.options.items() if isinstance(o, Real | Choice | Flag)})
     return st.one_of(random, variants)
 
@@ -140,17 +133,12 @@ def _shaped_options(draw: st.DrawFn, loss: str, classes: int) -> dict[str, Any]:
 
 
 def compatible_activations(loss: str) -> list[str]:
-    """Activations that can end a network feeding ``loss``.
-
-    ``bce`` needs probabilities and ``nll``/``kl_div`` log-probabilities
-    (:data:`reference.conformance.matrix._OUTPUT_ADAPTER`); any activation whose
-    ``output_range`` lies inside the adapter's qualifies. Other losses take anything.
-    """
-    if loss not in OUTPUT_ADAPTER:
-        return list(ACTIVATIONS)
-    low, high = ACTIVATIONS[OUTPUT_ADAPTER[loss]].output_range
+    """Activations that can end a network feeding ``loss``: those whose outputs lie inside
+    the input the loss needs (:data:`manual.registry.INPUT_KINDS`: probabilities for ``bce``,
+    log-probabilities for ``nll`` and ``kl_div``, anything for a loss on logits)."""
+    low, high = INPUT_KINDS[loss_info(LOSSES[loss]).needs]
     return [name for name, op in ACTIVATIONS.items()
-            if low <= op.output_range[0] and op.output_range[1] <= high]
+            if low <= op.domain.outputs[0] and op.domain.outputs[1] <= high]
 
 
 @functools.cache
@@ -236,16 +224,10 @@ def _floats(dtype: str, low: float, high: float) -> st.SearchStrategy[float]:
 
 
 def parameters(spec: Spec, bound: float = 1.0) -> st.SearchStrategy[dict[str, np.ndarray]]:
-    """Explicit weights and biases for ``spec``, each entry in ``[-bound, bound]``."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    width = spec.input_shape[0]
-    for i, layer in enumerate(spec.layers):
-        if layer.type == "linear":
-            out = layer.options["out_features"]
-            shapes[f"layers.{i}.weight"] = (out, width)
-            if layer.options.get("bias", True) is not False:
-                shapes[f"layers.{i}.bias"] = (out,)
-            width = out
+    """Explicit values for every parameter of ``spec`` (the shapes its nodes' signatures give),
+    each entry in ``[-bound, bound]``."""
+    shapes = {f"{node.name}.{key}": slot.shape for node in spec.nodes
+              for key, slot in node.signature.params.items()}
     elements = _floats(spec.dtype, -bound, bound)
     return st.fixed_dictionaries(
         {name: hnp.arrays(spec.dtype, shape, elements=elements) for name, shape in
@@ -255,8 +237,8 @@ def parameters(spec: Spec, bound: float = 1.0) -> st.SearchStrategy[dict[str, np
 def _domain_values(op: OpInfo | None, dtype: str, options: Mapping[str, Any],
                    domain: tuple[float, float] | None = None) -> st.SearchStrategy[float]:
     """Floats in the op's domain, with its kink points (inside the domain) mixed in."""
-    low, high = domain or (op.domain if op is not None else DEFAULT_DOMAIN)
-    kinks = tuple(sorted(k for k in (op.kinks(options) if op else ()) if low <= k <= high))
+    low, high = domain or (op.domain.inputs if op is not None else DEFAULT_DOMAIN)
+    kinks = tuple(sorted(k for k in (op.domain.kinks(options) if op else ()) if low <= k <= high))
     return _values_with_kinks(dtype, low, high, kinks)
 
 
@@ -329,9 +311,9 @@ def edge_datasets(draw: st.DrawFn, spec: Spec, max_batch: int = 32, edges: bool 
     rng = None
     if n >= edge.LARGE_BATCH:  # from a drawn seed: Hypothesis arrays this size cost seconds
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-        low, high = op.domain if op is not None else DEFAULT_DOMAIN
+        low, high = op.domain.inputs if op is not None else DEFAULT_DOMAIN
         x = rng.uniform(low, high, shape)
-        kinks = [k for k in (op.kinks(options) if op else ()) if low <= k <= high]
+        kinks = [k for k in (op.domain.kinks(options) if op else ()) if low <= k <= high]
         if kinks:  # as the drawn arrays: kink points mixed in
             x = np.where(rng.random(shape) < 0.25, rng.choice(kinks, shape), x)
         x = x.astype(spec.dtype)
@@ -363,7 +345,7 @@ def stable_ops() -> list[str]:
 
     (``bce``, ``nll`` and ``kl_div`` take probabilities or log-probabilities.)
     """
-    return [name for name, op in OPS.items() if op.domain[0] < 0 < op.domain[1]]
+    return [name for name, op in OPS.items() if op.domain.inputs[0] < 0 < op.domain.inputs[1]]
 
 
 def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Mapping[str, Any]
@@ -374,13 +356,13 @@ def op_inputs(op: OpInfo | str, dtype: str, shape: tuple[int, int], options: Map
     domain = None
     if extreme:
         if op.name not in stable_ops():
-            raise ValueError(f"op: {op.name!r} has a bounded domain {op.domain}; the "
+            raise ValueError(f"op: {op.name!r} has a bounded domain {op.domain.inputs}; the "
                              f"extreme-value mode covers {', '.join(stable_ops())}")
         limit = EXTREME_LIMIT[dtype]
         domain = (-limit, limit)
     elements = _domain_values(op, dtype, options or {}, domain)
     arrays = hnp.arrays(dtype, shape, elements=elements)
-    if not extreme or op.name not in SHIFT_INVARIANT:
+    if not extreme or not op.domain.shift_invariant:
         return arrays
     big = EXTREME_OFFSET[dtype]
     offsets = hnp.arrays(dtype, (shape[0], 1), elements=st.sampled_from((0.0, big, -big)))
@@ -400,12 +382,12 @@ class OpFuzzCase:
 
 
 @functools.cache
-def _saturated_probabilities(dtype: str) -> st.SearchStrategy[float]:
-    """0, 1 and the floats next to them: where bce's clamps (log >= -100, x(1 - x) >= 1e-12)
-    decide the result."""
+def _saturated_probabilities(dtype: str, low: float, high: float) -> st.SearchStrategy[float]:
+    """0, 1 and the floats next to them (beside the domain ``[low, high]``): where bce's
+    clamps (log >= -100, x(1 - x) >= 1e-12) decide the result."""
     tiny = float(np.finfo(dtype).tiny)
     below_one = float(np.nextafter(np.array(1, dtype), np.array(0, dtype)))
-    return st.one_of(_floats(dtype, *OPS["bce"].domain),
+    return st.one_of(_floats(dtype, low, high),
                      st.sampled_from((0.0, tiny, 1e-30, below_one, 1.0)))
 
 
@@ -415,16 +397,18 @@ def op_cases(draw: st.DrawFn, *, ops: Collection[str] | None = None,
              edges: bool = True) -> OpFuzzCase:
     """A registry op, options, an input (extreme magnitudes if asked), target and upstream.
 
-    With ``edges``, ``bce`` inputs include saturated probabilities (0, 1 and their
-    neighbours) and soft targets, half the time, rows off the simplex or with zeros.
+    With ``edges``, the inputs of a loss on probabilities (``bce``) include saturated ones (0,
+    1 and their neighbours), and soft targets, half the time, rows off the simplex or with
+    zeros.
     """
     pool = sorted(ops if ops is not None else (stable_ops() if extreme else OPS))
     op = OPS[draw(st.sampled_from(pool))]
     dtype = draw(st.sampled_from(list(dtypes)))
     options = draw(op_options(op))
     shape = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
-    if edges and op.name == "bce" and draw(edge.roll(2)):
-        x = draw(_arrays(dtype, shape, _saturated_probabilities(dtype)))
+    on_probabilities = op.loss is not None and op.loss.needs == "probabilities"
+    if edges and on_probabilities and draw(edge.roll(2)):
+        x = draw(_arrays(dtype, shape, _saturated_probabilities(dtype, *op.domain.inputs)))
     else:
         x = draw(op_inputs(op, dtype, shape, options, extreme=extreme))
     target = None
@@ -454,8 +438,9 @@ class FuzzCase:
 
     @property
     def hidden_layers(self) -> int:
-        """Linear layers before the output layer: the spec's size in the kill table."""
-        return max(sum(layer.type == "linear" for layer in self.spec.layers) - 1, 0)
+        """Affine (linear) layers before the output layer: the spec's size in the kill table."""
+        return max(sum(LAYERS[node.type].structure == "affine" for node in self.spec.nodes) - 1,
+                   0)
 
 
 @st.composite

@@ -36,7 +36,13 @@ from manual.data import Data
 from manual.jsonable import decode
 from manual.numerics import Array
 from manual.random import stream
-from manual.registry import DEFAULT_TOLERANCES
+from manual.registry import (
+    DEFAULT_TOLERANCES,
+    LOSSES,
+    class_losses,
+    loss_info,
+    probability_losses,
+)
 from manual.spec import Spec, parse_spec
 from reference.core import mirror
 from reference.core.compare import compare_arrays
@@ -49,9 +55,6 @@ from reference.training.optimizers import (
     torch_optimizer,
     torch_scheduler,
 )
-
-_CLASS_LOSSES = ("cross_entropy", "nll")
-_BINARY_LOSSES = ("bce", "bce_with_logits")
 
 
 @dataclass
@@ -131,7 +134,7 @@ def _load(net: manual.Network, params: Mapping[str, Array]) -> None:
 
 def targets(spec: Spec, labels: NDArray[Any]) -> NDArray[Any]:
     """Class indices as the spec's loss wants them (one column of 0/1 for binary losses)."""
-    if spec.loss.type in _BINARY_LOSSES:
+    if spec.loss.type in probability_losses():
         return labels.astype(spec.dtype)[:, None]
     return labels
 
@@ -145,20 +148,23 @@ def check_fit(spec: Spec, data: Dataset) -> None:
         raise ValueError(f"spec: input_shape is [{spec.input_shape[0]}], but dataset "
                          f"{data.name} has {data.features} features")
     loss, width = spec.loss.type, spec.output_width
-    if loss in _CLASS_LOSSES and width != data.classes:
+    classes, binary = class_losses(), probability_losses()
+    if loss in classes and width != data.classes:
         raise ValueError(f"spec: the last layer outputs {width} features, but dataset "
                          f"{data.name} has {data.classes} classes")
-    if loss in _BINARY_LOSSES and (width != 1 or data.classes != 2):
+    if loss in binary and (width != 1 or data.classes != 2):
         raise ValueError(f"spec: {loss} needs 1 output and 2 classes, got {width} outputs "
                          f"and {data.classes} classes")
-    if loss not in _CLASS_LOSSES + _BINARY_LOSSES:
+    if loss not in classes + binary:
         raise ValueError(f"spec: training needs a classification loss ("
-                         f"{', '.join(_CLASS_LOSSES + _BINARY_LOSSES)}), got {loss!r}")
+                         f"{', '.join(classes + binary)}), got {loss!r}")
 
 
 def accuracy(spec: Spec, output: Array, labels: NDArray[Any]) -> float:
-    if spec.loss.type in _BINARY_LOSSES:
-        threshold = 0.5 if spec.loss.type == "bce" else 0.0
+    if spec.loss.type in probability_losses():
+        # The output is a probability (bce) or a logit (bce_with_logits): class 1 above 1/2.
+        on_probabilities = loss_info(LOSSES[spec.loss.type]).needs == "probabilities"
+        threshold = 0.5 if on_probabilities else 0.0
         predicted = (output[:, 0] > threshold).astype(np.int64)
     else:
         predicted = np.argmax(output, axis=1)

@@ -25,6 +25,8 @@ from manual.ops import classification_losses as cls
 from manual.ops import dropout as drop
 from manual.ops import embedding as emb
 from manual.ops import normalization as nrm
+from manual.random import stream
+from manual.spec import DTYPES
 from reference.zoo.core import Mutant, Patch
 
 _ORIGINAL = dict(LAYERS)  # the entries as registered, captured before any mutant runs
@@ -308,20 +310,21 @@ NORM_ZOO: dict[str, Mutant] = {m.name: m for m in NORM_MUTANTS}
 
 def _loss_cases(loss: str) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
     """The weighted-loss cases of ``tests/test_losses_any_rank.py`` that the zoo runs."""
-    rng = np.random.default_rng(0)
+    rng = stream(0, "zoo", f"{loss} cases")
     x = rng.normal(size=(4, 3, 5))
     t = rng.integers(0, 3, size=(4, 5))
     t.reshape(-1)[::3] = 1
-    if loss == "nll":
+    info = registry.loss_info(registry.LOSSES[loss])
+    if info.needs == "log-probabilities":  # nll: log-softmax over the classes (dim 1)
         x = x - np.log(np.exp(x).sum(1, keepdims=True))
-    if loss in ("cross_entropy", "nll"):
+    if "class_index" in info.targets:
         return [(x, t, {"weight": [0.5, 2.0, 1.0], "ignore_index": 1}),
                 (x, t, {"ignore_index": 1})]
     probability = rng.uniform(size=x.shape)
     return [(x, probability, {"pos_weight": [0.5, 1.0, 2.0, 3.0, 1.5]})]
 
 
-def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "float64")
+def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = DTYPES
                      ) -> str | None:
     """The first comparison that fails under ``mutant`` (``None`` if it survives).
 
@@ -346,7 +349,7 @@ def conformance_kill(mutant: Mutant, dtypes: tuple[str, ...] = ("float32", "floa
                             return f"{name} {dtype} {options}: {record.first_divergence}"
                     continue
                 samples = LAYERS[name].samples
-                for sample in samples(np.random.default_rng(0), dtype) if samples else ():
+                for sample in samples(stream(0, "zoo", name), dtype) if samples else ():
                     for modes in ((True,), (False,), (True, False, True)):
                         where = f"{name} {dtype} {sample.name} {modes}"
                         try:

@@ -16,6 +16,7 @@ import numpy as np
 from manual.layers import LAYERS
 from manual.ops import attention as att
 from manual.ops import recurrent as rec
+from manual.random import stream
 from reference.conformance.recurrent_check import compare_sample
 from reference.zoo.core import Mutant
 
@@ -101,8 +102,9 @@ def layer_kill(mutant: Mutant, dtype: str = "float64", seed: int = 0) -> list[st
     with mutant.inject():
         for name in mutant.ops:
             info = LAYERS[name]
-            assert info.samples is not None
-            for sample in info.samples(np.random.default_rng(seed), dtype):
+            if info.samples is None:
+                raise ValueError(f"mutant {mutant.name}: layer {name} has no samples to run on")
+            for sample in info.samples(stream(seed, "zoo", name), dtype):
                 failures = compare_sample(info, sample, dtype, seed=seed,
                                           equal_nan=sample.name.endswith("_nan"))
                 if failures:

@@ -34,7 +34,8 @@ def summary(record: object) -> str:
     """The checks as a plain-text table, then the remedies."""
     from reports.experiments.vanishing import ExperimentRecord
 
-    assert isinstance(record, ExperimentRecord)
+    if not isinstance(record, ExperimentRecord):
+        raise TypeError(f"summary: needs an ExperimentRecord, got {type(record).__name__}")
     lines = [f"vanishing ({record.profile} profile, seed {record.seed}): "
              f"{record.passed} checks passed, {record.failed} failed",
              f"{'setting':<28} {'quantity':<34} {'engine':<7} {'measured':>10} {'theory':>10} "

@@ -76,7 +76,8 @@ def table(record: object) -> str:
     """One line per tensor: elements checked, worst relative error and where, kinks, verdict."""
     from manual.gradcheck import ACCEPTABLE, GOOD, GradcheckRecord
 
-    assert isinstance(record, GradcheckRecord)
+    if not isinstance(record, GradcheckRecord):
+        raise TypeError(f"table: needs a GradcheckRecord, got {type(record).__name__}")
     header = (f"{'tensor':<18} {'shape':<9} {'checked':>7} {'max rel err':>11} {'at':<9} "
               f"{'max abs err':>11} {'noise':>9} {'kinks':>5}  verdict")
     lines = [f"{record.subject}: {record.mode} check in float64 (source {record.source_dtype}), "

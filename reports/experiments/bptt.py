@@ -34,6 +34,7 @@ from manual import clip
 from manual import init as initializers
 from manual.layers import LAYERS
 from manual.ops.recurrent import recurrent_backward, recurrent_forward
+from manual.random import stream
 
 Engine = Literal["manual", "torch"]
 
@@ -128,7 +129,7 @@ def setup(layer: str, *, spectral_norm: float | None = None, length: int = 40,
           forget_bias: float = 0.0, seed: int = 0
           ) -> tuple[str, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """``(mode, params, x, u)`` for one measurement (see :func:`gradient_through_time`)."""
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "experiment", f"bptt {layer}")
     if layer == "rnn":
         if spectral_norm is None:
             raise ValueError("gradient_through_time: rnn needs a spectral_norm")

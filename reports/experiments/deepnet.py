@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import manual
+from manual.random import stream
 from manual.registry import ACTIVATIONS
 from reports.experiments import meanfield
 
@@ -229,8 +230,9 @@ def build_spec(setting: Setting, seed: int) -> manual.Spec:
 def draw_data(setting: Setting, seed: int, var: float) -> tuple[np.ndarray, np.ndarray]:
     """Inputs :math:`x \\sim \\mathcal{N}(0, \\text{var})` and the projection :math:`P`."""
     s = setting.size
-    x = np.random.default_rng([seed, 1]).normal(0.0, math.sqrt(var), (s.batch, s.width))
-    projection = np.random.default_rng([seed, 2]).standard_normal((s.batch, s.width))
+    x = stream(seed, "experiment", "deepnet x").normal(0.0, math.sqrt(var), (s.batch, s.width))
+    projection = stream(seed, "experiment", "deepnet projection").standard_normal(
+        (s.batch, s.width))
     return x, projection
 
 
@@ -282,7 +284,7 @@ ENGINES: Mapping[str, Callable[..., Trace]] = {"manual": run_manual, "torch": ru
 
 def saturated_fraction(activation: str, a: np.ndarray) -> float | None:
     """Share of units within 1% of the output range's ends (bounded activations only)."""
-    low, high = ACTIVATIONS[activation].output_range
+    low, high = ACTIVATIONS[activation].domain.outputs
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     margin = 0.01 * (high - low)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from manual.registry import ACTIVATIONS
+from manual.spec import DTYPES
 from reference.core.records import ComparisonRecord
 
 KEY = "conformance"
@@ -157,7 +158,7 @@ def collect(context: Any) -> dict[str, Any]:
 
     seeds = [context.seed + k for k in range(SEEDS.get(context.profile, 1))]
     ops, nets = list(op_cases()), list(network_cases())
-    graphs = [(name, dtype) for name in GRAPHS for dtype in ("float32", "float64")]
+    graphs = [(name, dtype) for name in GRAPHS for dtype in DTYPES]
     bar = context.progress("conformance", (len(ops) + len(nets) + len(graphs)) * len(seeds))
     rows = []
     for seed in seeds:

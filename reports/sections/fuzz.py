@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from manual.spec import DTYPES
+
 KEY = "fuzz"
 TITLE = "Fuzzing random architectures and the bug zoo"
 ORDER = 50
@@ -71,7 +73,7 @@ def _op_rows(campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for op in sorted(set(campaign["ops"]) | set(campaign["uncovered"])):
         row: dict[str, Any] = {"op": op, "cases": campaign["ops"].get(op, 0)}
-        for dtype in ("float32", "float64"):
+        for dtype in DTYPES:
             entry = campaign["largest_error"].get(op, {}).get(dtype)
             # None (null in JSON): not covered, which is not the same as a NaN error.
             row[dtype] = entry or {"cases": 0, "max_rel_error": None,

@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import manual
 from manual.gradcheck import ACCEPTABLE, GOOD, check_network
 from manual.gradcheck.network import complex_refusal
+from manual.random import stream
 from manual.registry import ACTIVATIONS, LOSSES
 from reference.conformance.matrix import network_data, network_spec
 from reports.experiments.gradcheck_cost import count_scaling
@@ -85,7 +84,7 @@ def _kink_example() -> tuple[manual.Spec, manual.Data]:
 
 
 def _random_network(seed: int) -> tuple[manual.Spec, manual.Data]:
-    rng = np.random.default_rng([seed, 77])
+    rng = stream(seed, "report", "gradcheck network")
     activation = list(ACTIVATIONS)[rng.integers(len(ACTIVATIONS))]
     loss = list(LOSSES)[rng.integers(len(LOSSES))]
     spec = network_spec(activation, loss, "float64", seed=seed, width=int(rng.integers(3, 9)),

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from manual.spec import DTYPES
 from reference.conformance.layers import check_sample
 from reference.conformance.samples import layer_cases
 
@@ -61,7 +62,7 @@ def collect(context: Any) -> dict[str, Any]:
         group["tolerance_ratio"] = max(group["tolerance_ratio"], row["tolerance_ratio"])
     errors = {dtype: {key: max((r[key] for r in rows if r["dtype"] == dtype), default=0.0)
                       for key in ("max_rel_error", "tolerance_ratio")}
-              for dtype in ("float32", "float64")}
+              for dtype in DTYPES}
     return {"rows": rows, "groups": sorted(groups.values(), key=lambda g: (
                 g["failed"] == 0, g["layer"], g["dtype"], g["mode"])),
             "passed": sum(r["passed"] for r in rows),

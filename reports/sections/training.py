@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from manual.spec import DTYPES
+
 KEY = "training"
 TITLE = "Optimizers and lockstep training"
 ORDER = 35
@@ -32,7 +34,7 @@ def _conformance() -> list[dict[str, Any]]:
               for s in SCHEDULES.values() for v in s.variants]
     rows = []
     for name, options, schedule, schedule_options in cases:
-        for dtype in ("float64", "float32"):
+        for dtype in DTYPES[::-1]:
             record = compare_optimizer(name, options, dtype, steps=10 if schedule else 6,
                                        seed=5, schedule=schedule,
                                        schedule_options=schedule_options)
@@ -60,7 +62,7 @@ def collect(context: Any) -> dict[str, Any]:
         zoo = [conformance_kill(m) for m in MUTANTS]
         digits = load_dataset("digits", context.seed)
         runs = []
-        for dtype in ("float64", "float32"):
+        for dtype in DTYPES[::-1]:
             spec = mlp_spec(WIDTHS, "relu", "cross_entropy", dtype, seed=context.seed,
                             name="digits MLP 64-64-64-10")
             runs.append(train_lockstep(spec, digits, "adam", {"lr": 1e-3}, steps=steps,
@@ -75,7 +77,7 @@ def collect(context: Any) -> dict[str, Any]:
                                            if r["dtype"] == dtype),
                       "tolerance_ratio": max(r["tolerance_ratio"] for r in conformance
                                              if r["dtype"] == dtype)}
-              for dtype in ("float32", "float64")}
+              for dtype in DTYPES}
     f64, f32 = runs
     shadow = f32.float64_diff or []
     milestones = [{"step": k, "float64": f64.param_diff[k - 1], "float32": f32.param_diff[k - 1],
@@ -102,7 +104,7 @@ def figures(data: Mapping[str, Any]) -> dict[str, str]:
     with plots.style():
         fig = plots.new_figure(7.5, 3.0)
         axes = fig.subplots(1, 2, sharey=True)
-        for ax, dtype in zip(axes, ("float64", "float32"), strict=True):
+        for ax, dtype in zip(axes, DTYPES[::-1], strict=True):
             run = runs[dtype]
             xs = list(range(1, len(run["loss_torch"]) + 1))
             ax.plot(xs, [plots.finite(v) for v in run["loss_manual"]], color=plots.PALETTE[0],

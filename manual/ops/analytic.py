@@ -1,4 +1,4 @@
-r"""Complex-safe forwards of the ops that the registry marks ``complex_step=True``.
+r"""Complex-safe forwards: each op entry's ``calculus.complex_forward`` (manual.registry).
 
 The manual forwards are written for real input (``np.abs``, ``np.maximum`` and ``x >= 0`` are
 not analytic), so the complex step evaluates these instead. Each is analytic in :math:`z` on
@@ -6,17 +6,18 @@ the checked path; where a stable form switches formulas it does so on :math:`\op
 z`, between two expressions of the same analytic function, so the switch is invisible to the
 derivative. On real input each agrees with the manual forward to rounding (a test checks it).
 
-Losses return the per-element loss (``reduction="none"``); the caller reduces.
+Losses return the per-element loss (``reduction="none"``) and take the loss's options but
+``reduction``: the caller reduces. An op without such a form is not analytic, and the complex
+step refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from manual.ops.classification_losses import smoothed_target
+from manual.ops.classification_losses import BCE_LOG_FLOOR, smoothed_target
 
 Z = np.ndarray
 
@@ -49,23 +50,29 @@ def softmax(z: Z, dim: int = -1) -> Z:
     return e / np.sum(e, axis=dim, keepdims=True)
 
 
-ACTIVATIONS: Mapping[str, Callable[..., Z]] = {
-    "identity": lambda z: z,
-    "sigmoid": sigmoid,
-    "tanh": np.tanh,
-    "silu": lambda z: z * sigmoid(z),
-    "mish": lambda z: z * np.tanh(softplus(z)),
-    "logsigmoid": lambda z: -softplus(-z),
-    "softmax": softmax,
-    "log_softmax": lambda z, dim=-1: z - logsumexp(z, dim),
-}
+def identity(z: Z) -> Z:
+    return z
 
-_BCE_LOG_FLOOR = -100.0
+
+def silu(z: Z) -> Z:
+    return z * sigmoid(z)
+
+
+def mish(z: Z) -> Z:
+    return z * np.tanh(softplus(z))
+
+
+def logsigmoid(z: Z) -> Z:
+    return -softplus(-z)
+
+
+def log_softmax(z: Z, dim: int = -1) -> Z:
+    return z - logsumexp(z, dim)
 
 
 def _clamped_log(z: Z) -> Z:
     log = np.log(z)
-    return np.where(np.real(log) < _BCE_LOG_FLOOR, _BCE_LOG_FLOOR, log)
+    return np.where(np.real(log) < BCE_LOG_FLOOR, BCE_LOG_FLOOR, log)
 
 
 def _unweighted(name: str, weight: Any = None, pos_weight: Any = None,
@@ -103,23 +110,5 @@ def kl_div(z: Z, t: Z, log_target: bool = False) -> Z:
     return t * np.log(np.where(t > 0, t, 1)) - t * z
 
 
-LOSSES: Mapping[str, Callable[..., Z]] = {
-    "mse": lambda z, t: (z - t) ** 2,
-    "bce": bce,
-    "bce_with_logits": bce_with_logits,
-    "cross_entropy": cross_entropy,
-    "nll": nll,
-    "kl_div": kl_div,
-}
-
-
-def activation(name: str, options: Mapping[str, Any]) -> Callable[[Z], Z]:
-    fn = ACTIVATIONS[name]
-    return lambda z: fn(z, **options)
-
-
-def loss(name: str, options: Mapping[str, Any]) -> Callable[[Z, Z], Z]:
-    """The per-element loss; ``reduction`` is left to the caller."""
-    fn = LOSSES[name]
-    rest = {k: v for k, v in options.items() if k != "reduction"}
-    return lambda z, t: fn(z, t, **rest)
+def mse(z: Z, t: Z) -> Z:
+    return (z - t) ** 2
