@@ -49,13 +49,13 @@ def test_conv_padding_zero_is_the_only_failure_and_names_the_empty_gradient(resu
 def test_batchnorm_biased_running_variance_is_caught_and_explained(results) -> None:
     bn = results["batchnorm"]
     _, record = bn.smallest_failure()
-    assert record.first_divergence == "state: running_var (step 1)"
+    assert record.first_divergence == "step 1: state: running_var"
     for step in (1, 2, 3):
-        assert record.tensor(f"state: running_mean (step {step})").passed
-        assert not record.tensor(f"state: running_var (step {step})").passed
+        assert record.tensor(f"step {step}: state: running_mean").passed
+        assert not record.tensor(f"step {step}: state: running_var").passed
     assert record.tensor("backward: x").passed and record.tensor("backward: gamma").passed
     assert not record.tensor("eval: out").passed
-    assert ("state: running_var (step 1): the update of running_var is 0.875 x PyTorch's = "
+    assert ("step 1: state: running_var: the update of running_var is 0.875 x PyTorch's = "
             "(N-1)/N with N = 8: a biased variance (divides by N) where PyTorch's running "
             "variance is unbiased (divides by N-1)") in record.notes
     assert len(bn.skipped) == 2  # batch size 1: PyTorch refuses to train batch norm on it

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,9 +64,9 @@ class LayerResult:
         smallest = self.smallest_failure()
         if smallest is None:
             return f"{self.subject}: all {total} cases agree with PyTorch{skipped}"
-        # Per tensor, how many cases it fails in ("state: v (step 2)" counts as "state: v").
+        # Per tensor, how many cases it fails in ("step 2: state: v" counts as "state: v").
         counts = Counter(name for _, r in self.failures
-                         for name in dict.fromkeys(t.name.split(" (step ")[0]
+                         for name in dict.fromkeys(str(replace(t.tensor_name, step=None))
                                                    for t in r.failures))
         where = ", ".join(f"{name} in {n}" for name, n in counts.most_common(4))
         case, record = smallest

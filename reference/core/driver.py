@@ -83,7 +83,7 @@ def _twin_problem(signature: Signature, module: nn.Module) -> str:
 
 
 class _OpCache:
-    __slots__ = ("pair", "inputs")
+    __slots__ = ("inputs", "pair")
 
     def __init__(self, pair: Any, inputs: int) -> None:
         self.pair, self.inputs = pair, inputs

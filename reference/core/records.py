@@ -7,6 +7,7 @@ no literal for them) and read back as floats.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 from manual.jsonable import decode, decode_float, decode_numbers, dumps, encode
 from reference.core.names import TensorName
 
-__all__ = ["ComparisonRecord", "TensorComparison", "decode_float", "decode_numbers", "dumps",
-           "encode"]
+__all__ = ["ComparisonRecord", "TensorComparison", "at_step", "decode_float", "decode_numbers",
+           "dumps", "encode"]
 
 @dataclass
 class TensorComparison:
@@ -64,6 +65,13 @@ class TensorComparison:
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
         decoded: TensorComparison = decode(cls, raw)
         return decoded
+
+
+def at_step(tensor: TensorComparison, step: int) -> TensorComparison:
+    """``tensor`` as compared at ``step`` of a sequence (``step 2: state: bn.running_var``)."""
+    name = dataclasses.replace(tensor.tensor_name, step=step)
+    return dataclasses.replace(tensor, name=str(name), stage=name.stage, node=name.node,
+                               slot=name.slot, step=step, edge=name.edge, check=name.check)
 
 
 @dataclass
