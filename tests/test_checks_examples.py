@@ -116,3 +116,26 @@ def test_the_command_exits_2_on_a_file_without_cases(tmp_path, capsys) -> None:
 def test_the_seed_values_are_the_tutorials(layers) -> None:
     values = layers.seed_values()
     np.testing.assert_allclose(values["backward: output"], [[0.940476 - 1]], atol=1e-6)
+
+
+def test_a_case_split_by_part_keeps_every_step_of_its_tensors(layers) -> None:
+    """``Check(part="state")`` keeps ``step s: state: ...`` of every step (and the note on
+    the biased variance); a part that matched nothing would pass vacuously."""
+    from reference.checks import Skip
+    from reference.checks.sweep import Check
+
+    bn = next(c for c in layers.CASES if c.name == "batchnorm")
+    layer = bn.layer()
+    for case in bn.cases(layer):
+        try:
+            Check(layer, case)()
+        except Skip:
+            continue
+        break
+    state = Check(layer, case, "state")()
+    assert not state.passed and {t.name for t in state.tensors} == {
+        f"step {s}: state: {k}" for s in (1, 2, 3) for k in ("running_mean", "running_var")}
+    assert any("(N-1)/N" in note for note in state.notes)
+    assert [t.name for t in Check(layer, case, "eval")().tensors] == ["eval: out"]
+    grad = Check(layer, case, "backward: gamma")()
+    assert grad.passed and [t.name for t in grad.tensors] == ["backward: gamma"]

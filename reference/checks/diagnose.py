@@ -85,7 +85,8 @@ def compare_named(
     return dataclasses.replace(record, problem=values_message(record, got, want, context))
 
 
-def _shape_message(name: str | TensorName, got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> str:
+def _shape_message(name: str | TensorName, got: np.ndarray, want: np.ndarray,
+                   tolerance: Tolerance) -> str:
     plain = f"shape {got.shape} != reference {want.shape}"
     try:  # (1, D) against (D,): arithmetic with it would silently broadcast
         np.broadcast_shapes(got.shape, want.shape)

@@ -31,12 +31,13 @@ import manual
 from manual.data import Data
 from manual.spec import Spec
 from reference.core.compare import run_tensors
-from reference.core.records import ComparisonRecord
+from reference.core.records import ComparisonRecord, TensorComparison
 from reference.core.run import default_dloss, run_torch
 
 KAPPA = 4.0
-# Protocol tensors and the single-pass tensor (and multiple of it) whose rounding they carry.
-_PROTOCOL_PREFIX = {"accumulate: ": ("backward: ", 2.0), "stale_cache: ": ("backward: ", 1.0)}
+# A protocol check's gradient carries the rounding of its single-pass gradient times this
+# (two accumulated passes: twice).
+_PROTOCOL_FACTOR = {"accumulate": 2.0, "stale_cache": 1.0}
 
 
 def _float64_values(spec: Spec, data: Data, loss_shape: tuple[int, ...],
@@ -83,7 +84,7 @@ def rounding_bounds(spec: Spec, data: Data, single: ComparisonRecord,
                                     float(np.max(np.abs(r32 - r64))))
     bounds: dict[str, tuple[float, str]] = {}
     for t in record.failures:
-        name, factor = _single_name(t.name)
+        name, factor = _single_name(t)
         if t.problem or name not in measured:
             return None
         scale, rounding = measured[name]
@@ -110,9 +111,10 @@ def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,
     return f"{name}: error {errors[name]:.3g} <= {bound:.3g} ({how})"
 
 
-def _single_name(name: str) -> tuple[str, float]:
-    for prefix, (single_prefix, factor) in _PROTOCOL_PREFIX.items():
-        if name.startswith(prefix):
-            return single_prefix + name[len(prefix):], factor
-    return name, 1.0
+def _single_name(tensor: TensorComparison) -> tuple[str, float]:
+    """The single-pass tensor whose rounding ``tensor`` carries, and by what factor."""
+    name = tensor.tensor_name
+    if name.check is None:
+        return tensor.name, 1.0
+    return str(dataclasses.replace(name, check=None)), _PROTOCOL_FACTOR[name.check]
 
