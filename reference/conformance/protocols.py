@@ -35,6 +35,7 @@ from manual.spec import Spec
 from reference.conformance import matrix
 from reference.core import mirror, sampling
 from reference.core.compare import compare_arrays, compare_network, compare_op, spec_tolerance
+from reference.core.names import Check as ProtocolCheck
 from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord, TensorComparison
 from reference.core.rounding import rounding_bounds
@@ -96,7 +97,7 @@ def _manual_net(spec: Spec, params: Mapping[str, np.ndarray]) -> manual.Network:
     return manual.build(spec, {k: v.copy() for k, v in params.items()})
 
 
-def _grad_record(check: str, spec: Spec, manual_grads: Mapping[str, np.ndarray],
+def _grad_record(check: ProtocolCheck, spec: Spec, manual_grads: Mapping[str, np.ndarray],
                  torch_grads: Mapping[str, np.ndarray]) -> ComparisonRecord:
     tolerance = spec_tolerance(spec, "backward")
     tensors = [compare_arrays(TensorName("backward", node, slot, check=check),

@@ -398,7 +398,11 @@ def compare_op(
         if target is None:
             target = sampling.target(kind, shape, rng, dtype, options)
         inputs.append(np.asarray(target))
-    upstream = dy if dy is not None else lambda shape: rng.standard_normal(shape).astype(dtype)
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:  # PyTorch's output shape
+        return rng.standard_normal(shape).astype(dtype)
+
+    upstream = dy if dy is not None else draw
     record = compare_layer(op, LayerSample(inputs, options, upstream={"output": upstream}),
                            dtype, seed=seed, node="output", refs=("input", "target"),
                            keep_values=keep_values, equal_nan=equal_nan)

@@ -55,6 +55,12 @@ class Run:
     dloss: Any = None
     grad_at_output: dict[str, Array] | None = None
 
+    def loss_value(self) -> Array:
+        """The loss; a run given its upstream at the output has none (an error)."""
+        if self.loss is None:
+            raise ValueError("run: no loss (its upstream was given at the output)")
+        return self.loss
+
 
 def default_dloss(spec: Spec, loss_shape: tuple[int, ...]) -> np.ndarray:
     """1 for a reduced loss (as ``loss.backward()``); a seeded random array for ``none``."""

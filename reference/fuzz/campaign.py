@@ -290,9 +290,9 @@ class CampaignRecord:
             return
         by_op = _tensor_ops(case.spec)
         for t in outcome.record.tensors:
-            name = t.tensor_name
-            plain = name.step is None and name.check is None and not name.slot
-            op = by_op.get((name.stage, name.node)) if plain else None
+            tensor = t.tensor_name
+            plain = tensor.step is None and tensor.check is None and not tensor.slot
+            op = by_op.get((tensor.stage, tensor.node)) if plain else None
             if op is None:
                 continue
             entry = self.largest_error.setdefault(op, {}).setdefault(case.spec.dtype, OpError())

@@ -83,7 +83,7 @@ def _backprop(layer: str, params: dict[str, np.ndarray], x: np.ndarray, upstream
     upstream given at ``output`` (:mod:`reference.core.driver`)."""
     import torch
 
-    from reference.core.driver import LayerPair, LayerSample, layer_case
+    from reference.core.driver import LayerPair, LayerSample, layer_case, output_refs
     from reference.core.run import run_manual
 
     d_output = np.zeros((*x.shape[:2], upstream.shape[-1]), x.dtype)
@@ -93,7 +93,8 @@ def _backprop(layer: str, params: dict[str, np.ndarray], x: np.ndarray, upstream
     case = layer_case(layer, sample, str(x.dtype))
     pair, node = LayerPair(case), case.node.name
     if engine == "manual":
-        run = run_manual(case.spec, case.data, net=pair.mine, grad_at_output=case.upstream)
+        run = run_manual(case.spec, case.data, net=pair.mine,
+                         grad_at_output={output_refs(case.node)["output"]: d_output})
         dparams = pair.mine.modules[node].grads
         before = clip.total_norm(dparams)
         if max_norm is not None:
