@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from manual.layers import LAYERS
-from manual.registry import OPS
+from manual.registry import OPS, OpInfo
 from reference.checks.twin import user_subject
 from reference.conformance.layers import check_sample
 from reference.core import mirror
@@ -312,3 +312,39 @@ def test_a_mask_gets_no_gradient_and_a_pair_that_gives_one_breaks_the_contract()
     finally:
         LAYERS[info.name] = original
     assert any("carries no gradient" in p for p in result.problems), result.problems
+
+
+def _rounded_twin(scale: float) -> OpInfo:
+    """The identity, whose PyTorch twin loses the low bits of x in float32 ((x + 1e4) - 1e4:
+    up to half an ulp of 1e4, 4.9e-4, far above atol) while its float64 replay keeps them."""
+    def forward(x: np.ndarray) -> tuple[np.ndarray, None]:
+        return x * np.asarray(scale, dtype=x.dtype), None
+
+    def backward(dy: np.ndarray, cache: None) -> np.ndarray:
+        return dy * np.asarray(scale, dtype=dy.dtype)
+
+    return OpInfo(name="identity_twin", forward=forward, backward=backward,
+                  torch=lambda x: (x + 1e4) - 1e4)
+
+
+def _rounded(scale: float, rounding: bool = True) -> Any:
+    return compare_layer(_rounded_twin(scale), LayerSample([_normal(8, 16).astype(np.float32)]),
+                         "float32", rounding=rounding)
+
+
+def test_float32_rounding_is_judged_against_a_float64_replay() -> None:
+    assert not _rounded(1.0, rounding=False).passed  # the twin's rounding is above atol
+    record = _rounded(1.0)
+    assert record.passed, record.describe()
+    assert record.tolerance_reason.endswith("float32 rounding within a bound measured against "
+                                            "float64")
+    output = record.tensor("forward: identity_twin")
+    assert output.problem.startswith("within the measured float32 rounding bound")
+    assert 0 < output.tolerance_ratio <= 1
+
+
+def test_a_float32_mistake_is_not_excused_as_rounding() -> None:
+    record = _rounded(1.001)
+    assert not record.passed and record.first_divergence == "forward: identity_twin " \
+                                                            "(identity_twin)"
+    assert not record.tensor("forward: identity_twin").problem

@@ -6,7 +6,8 @@ target, for the fuzzer and the network protocols, which run the loss) with its d
 moved off their defaults (eval mode on running statistics of 0 and 1 would hide a mistake).
 A check of the sample is the layer driver (:mod:`reference.core.driver`) on that case: a
 seeded random upstream gradient at *every* output (an LSTM's ``h_n`` and ``c_n`` too), handed
-to both engines, never ones. Here:
+to both engines, never ones; a float32 failure is judged again against the bound measured
+on PyTorch's float64 replay of the steps, as the network protocol's single pass is. Here:
 
 - :func:`compare_steps`: several forward/backward steps in train or eval mode with the state
   carried over in both engines (one :class:`~reference.core.driver.LayerPair` kept across the
@@ -45,6 +46,7 @@ from reference.core.driver import (
     random_upstream,
 )
 from reference.core.records import ComparisonRecord, at_step
+from reference.core.rounding import EXCUSED
 
 Arrays = dict[str, np.ndarray]
 
@@ -194,9 +196,10 @@ class SampleCheck:
         return not self.failures
 
 
-def _record(spec: Spec, tensors: list[Any], divergence: str | None, modes: Sequence[bool]
-            ) -> ComparisonRecord:
+def _record(spec: Spec, tensors: list[Any], divergence: str | None, modes: Sequence[bool],
+            excused: bool = False) -> ComparisonRecord:
     reasons = {spec_tolerance(spec, stage).reason for stage in ("forward", "backward")}
+    reasons |= {EXCUSED} if excused else set()
     return ComparisonRecord(
         subject=spec.name, kind="layer", dtype=spec.dtype, seed=spec.seed,
         passed=divergence is None and all(t.passed for t in tensors),
@@ -217,7 +220,7 @@ def compare_steps(case: SampleCase, modes: Sequence[bool], steps_data: Sequence[
     spec = case.spec
     pair = LayerPair(_layer_case(case))
     tensors: list[Any] = []
-    divergence, state = None, dict(case.state)
+    divergence, state, excused = None, dict(case.state), False
     for step, (training, data) in enumerate(zip(modes, steps_data, strict=True)):
         label = f"step {step} ({'train' if training else 'eval'})"
         this = _layer_case(case, step)
@@ -228,11 +231,12 @@ def compare_steps(case: SampleCase, modes: Sequence[bool], steps_data: Sequence[
                                problems)
         mine, ref = pair.step(data, training=training, noise=this.noise, upstream=this.upstream)
         state = mine.state
-        compared, where = judge(this, mine, ref)
+        compared, where, rounded = judge(pair, mine, ref, rounding=True)
+        excused |= rounded
         if divergence is None and where is not None:
             divergence = f"{label}: {where}"
         tensors += [at_step(t, step) for t in compared]
-    return SampleCheck(_record(spec, tensors, divergence, modes), [])
+    return SampleCheck(_record(spec, tensors, divergence, modes, excused), [])
 
 
 def check_sample(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndarray],
@@ -250,8 +254,9 @@ def check_sample(name: str, options: Mapping[str, Any], inputs: Sequence[np.ndar
         problems = pair_problems(case, case.data, case.state, driven.noise, modes[0])
         if problems:
             return SampleCheck(_record(case.spec, [], problems[0], modes), problems)
-        tensors, divergence = judge(driven, *LayerPair(driven).step())
-        return SampleCheck(_record(case.spec, tensors, divergence, modes), [])
+        pair = LayerPair(driven)
+        tensors, divergence, excused = judge(pair, *pair.step(), rounding=True)
+        return SampleCheck(_record(case.spec, tensors, divergence, modes, excused), [])
     rng = stream(seed, "sample", "steps")
     steps_data = [case.data]
     for _ in modes[1:]:

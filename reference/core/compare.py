@@ -296,7 +296,8 @@ def judged(spec: Spec, *, loss: bool = True) -> dict[str, Where]:
     return {str(item[0]): item for item in items}
 
 
-def _value(run: Run, field: str, key: Any) -> Any:
+def run_value(run: Run, field: str, key: Any) -> Any:
+    """The value :func:`judged` locates by a :class:`Run` field and key (``None``: the loss)."""
     return run.loss if key is None else getattr(run, field).get(key)
 
 
@@ -305,7 +306,7 @@ def run_tensors(spec: Spec, run: Run) -> dict[str, tuple[TensorName | str, Any, 
 
     The names come from the spec, so two runs line up even where one lacks a value.
     """
-    return {printed: (name, _value(run, field, key), stage)
+    return {printed: (name, run_value(run, field, key), stage)
             for printed, (name, field, key, stage) in judged(spec).items()}
 
 
@@ -318,7 +319,7 @@ def compare_runs(spec: Spec, mine: Run, ref: Run, *, keep_values: bool = False,
     if tolerances is None:
         tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
     where = judged(spec, loss=ref.grad_at_output is None)
-    return compare_all([(name, _value(mine, field, key), _value(ref, field, key),
+    return compare_all([(name, run_value(mine, field, key), run_value(ref, field, key),
                          tolerances[stage]) for name, field, key, stage in where.values()],
                        keep_values, equal_nan=equal_nan)
 
