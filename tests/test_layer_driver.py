@@ -348,3 +348,14 @@ def test_a_float32_mistake_is_not_excused_as_rounding() -> None:
     assert not record.passed and record.first_divergence == "forward: identity_twin " \
                                                             "(identity_twin)"
     assert not record.tensor("forward: identity_twin").problem
+
+
+def test_the_readme_example() -> None:
+    """README: an LSTM with the upstream given at h_n alone (output and c_n get none)."""
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    sample = LayerSample([x], {"hidden_size": 4}, upstream={"h_n": np.ones((2, 1, 4))})
+    record = compare_layer("lstm", sample, "float64")
+    assert record.passed, record.describe()
+    names = [t.name for t in record.tensors]
+    assert names[:3] == ["forward: lstm", "forward: lstm.h_n", "forward: lstm.c_n"]
+    assert "backward: lstm.weight_ih_l0" in names

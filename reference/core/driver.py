@@ -131,7 +131,8 @@ class LayerSample:
     """What one step of a layer runs on. ``params``, ``state`` and ``noise`` are by slot name
     (``{"weight": ...}``), the signature's seeded starting values where ``None``;
     ``upstream`` is by output name (``"output"`` for a layer with one), each an array or a
-    draw from PyTorch's shape, a seeded random one at every output where ``None``."""
+    draw from PyTorch's shape (an output left out gets none), a seeded random one at every
+    output where ``None``."""
 
     inputs: Sequence[np.ndarray]
     options: Mapping[str, Any] = field(default_factory=dict)
