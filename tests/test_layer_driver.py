@@ -359,3 +359,25 @@ def test_the_readme_example() -> None:
     names = [t.name for t in record.tensors]
     assert names[:3] == ["forward: lstm", "forward: lstm.h_n", "forward: lstm.c_n"]
     assert "backward: lstm.weight_ih_l0" in names
+
+
+def test_a_mask_computed_by_a_node_sends_it_no_gradient_in_either_engine() -> None:
+    """Signature.no_grad: the manual pair returns None for an attention mask, so the mirror
+    detaches it; a mask made by a node then gets no gradient in PyTorch either."""
+    import manual
+    from reference.core.compare import compare_network
+
+    spec = manual.parse_spec({
+        "inputs": {"q": {"shape": [3, 4]}, "k": {"shape": [5, 4]}, "v": {"shape": [5, 4]},
+                   "m0": {"shape": [3, 2]}},
+        "nodes": [{"name": "m", "type": "linear", "inputs": ["m0"], "out_features": 5},
+                  {"name": "att", "type": "scaled_dot_product_attention",
+                   "inputs": ["q", "k", "v", "m"], "attn_mask": "additive"}],
+        "loss": {"type": "mse"}, "dtype": "float64"})
+    x = {name: _normal(2, *shape) for name, shape in
+         (("q", (3, 4)), ("k", (5, 4)), ("v", (5, 4)), ("m0", (3, 2)))}
+    data = manual.make_data(spec, x["q"], _normal(2, 3, 4), {k: v for k, v in x.items()
+                                                            if k != "q"})
+    record = compare_network(spec, data)
+    assert record.passed, record.describe()
+    assert not np.any(record.tensor("backward: m.weight").reference)
