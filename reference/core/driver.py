@@ -224,21 +224,26 @@ class LayerCase:
     def tolerances(self) -> dict[str, Tolerance]:
         return {stage: self.subject.info.tolerance(self.spec.dtype, stage) for stage in STAGES}
 
-    def upstream_for(self, outputs: Mapping[str, np.ndarray | Draw]) -> dict[str, Any]:
-        """``{output name: entry}`` as ``{value name: entry}``; an unknown name is an error."""
-        refs = output_refs(self.node)
-        unknown = sorted(set(outputs) - set(refs))
-        if unknown:
-            raise ValueError(f"upstream: layer {self.node.name!r} has no output {unknown[0]!r} "
-                             f"(outputs: {', '.join(refs)})")
-        return {refs[name]: entry for name, entry in outputs.items()}
-
     def data_for(self, inputs: Sequence[np.ndarray]) -> Data:
         """Inputs of this case's shapes as its data (a later step's fresh batch)."""
-        names = [i.name for i in self.spec.inputs]
-        first = np.asarray(inputs[0])
-        return Data(first, np.zeros(0, dtype=self.spec.dtype),
-                    {ref: np.asarray(a) for ref, a in zip(names[1:], inputs[1:], strict=True)})
+        return _data(self.spec, inputs)
+
+
+def _data(spec: Spec, inputs: Sequence[np.ndarray]) -> Data:
+    """The graph inputs in order as data (no target: the upstream is given at the output)."""
+    names = [i.name for i in spec.inputs]
+    return Data(np.asarray(inputs[0]), np.zeros(0, dtype=spec.dtype),
+                {ref: np.asarray(a) for ref, a in zip(names[1:], inputs[1:], strict=True)})
+
+
+def _upstream_at(node: Node, outputs: Mapping[str, np.ndarray | Draw]) -> dict[str, Any]:
+    """``{output name: entry}`` as ``{value name: entry}``; an unknown name is an error."""
+    refs = output_refs(node)
+    unknown = sorted(set(outputs) - set(refs))
+    if unknown:
+        raise ValueError(f"upstream: layer {node.name!r} has no output {unknown[0]!r} "
+                         f"(outputs: {', '.join(refs)})")
+    return {refs[name]: entry for name, entry in outputs.items()}
 
 
 def layer_case(subject: Subject | LayerInfo | OpInfo | str, sample: LayerSample, dtype: str, *,
@@ -253,17 +258,15 @@ def layer_case(subject: Subject | LayerInfo | OpInfo | str, sample: LayerSample,
                          mode="train" if sample.training else "eval", seed=seed)
     one = spec.nodes[0]
     batch = len(inputs[0]) if inputs[0].ndim else 1
-    params = _by_node(one, sample.params)
-    state = _by_node(one, sample.state)
-    noise = _by_node(one, sample.noise)
-    case = LayerCase(subject, spec, Data(inputs[0], np.zeros(0, dtype=dtype)),
-                     manual.initial_parameters(spec) if params is None else params,
-                     manual.initial_state(spec) if state is None else state,
-                     manual.draw_noise(spec, batch) if noise is None else noise, {})
-    upstream = random_upstream(seed, one, dtype) if sample.upstream is None else \
-        case.upstream_for(sample.upstream)
-    return LayerCase(subject, spec, case.data_for(inputs), case.params, case.state, case.noise,
-                     upstream)
+    params, state, noise = (_by_node(one, sample.params), _by_node(one, sample.state),
+                            _by_node(one, sample.noise))
+    return LayerCase(
+        subject, spec, _data(spec, inputs),
+        manual.initial_parameters(spec) if params is None else params,
+        manual.initial_state(spec) if state is None else state,
+        manual.draw_noise(spec, batch) if noise is None else noise,
+        random_upstream(seed, one, dtype) if sample.upstream is None else
+        _upstream_at(one, sample.upstream))
 
 
 def _wide(arrays: Mapping[str, np.ndarray]) -> Arrays:
