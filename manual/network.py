@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from manual.layers import LAYERS
+from manual.layers import LAYERS, LayerInfo
 from manual.module import Layer, Module
 from manual.numerics import Array
 from manual.parameters import initial_parameters, initial_state
@@ -32,8 +32,12 @@ class Network:
     """The nodes of one spec as modules, and the loss."""
 
     def __init__(self, spec: Spec, params: Mapping[str, Array] | None = None,
-                 state: Mapping[str, Array] | None = None) -> None:
+                 state: Mapping[str, Array] | None = None,
+                 entries: Mapping[str, LayerInfo] | None = None) -> None:
+        """``entries`` gives a node (by name) an entry of its own instead of its type's in
+        :data:`~manual.layers.LAYERS` (a user's layer, an op checked alone)."""
         self.spec = spec
+        entries = entries or {}
         params = initial_parameters(spec) if params is None else params
         state = initial_state(spec) if state is None else state
         self.modules: dict[str, Layer] = {}
@@ -41,8 +45,10 @@ class Network:
             signature = node.signature
             own = {k: params[f"{node.name}.{k}"] for k in signature.params}
             buffers = {k: state[f"{node.name}.{k}"] for k in signature.state}
-            self.modules[node.name] = Layer(LAYERS[node.type], node.resolved, own, buffers,
-                                            registered=True)
+            own_entry = entries.get(node.name)
+            self.modules[node.name] = Layer(
+                LAYERS[node.type] if own_entry is None else own_entry, node.resolved, own,
+                buffers, registered=own_entry is None)
         self.loss_op: OpInfo = LOSSES[spec.loss.type]
         self.loss_options = dict(spec.loss.options)
         self.values: dict[str, Any] = {}
@@ -85,10 +91,12 @@ class Network:
         dy = self.loss_op.backward(np.asarray(dloss, dtype=dtype), self._loss_cache)
         return self.backward_from(dy)
 
-    def backward_from(self, grad: Array) -> Array | None:
-        """Backpropagate ``grad`` = :math:`\\partial L/\\partial` output; returns the first
-        input's gradient."""
-        grads: dict[str, Array] = {self.spec.output: grad}
+    def backward_from(self, grad: Array | Mapping[str, Array]) -> Array | None:
+        """Backpropagate ``grad`` = :math:`\\partial L/\\partial` output, or a gradient at each
+        of several values (by name: ``{"lstm.output": ..., "lstm.h_n": ...}``); returns the
+        first input's gradient."""
+        grads: dict[str, Array] = dict(grad) if isinstance(grad, Mapping) else \
+            {self.spec.output: grad}
         self.grad_in = {}
         for node in reversed(self.spec.nodes):
             dy = self._upstream(node.name, node.signature.outputs, grads)

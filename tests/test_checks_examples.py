@@ -49,13 +49,13 @@ def test_conv_padding_zero_is_the_only_failure_and_names_the_empty_gradient(resu
 def test_batchnorm_biased_running_variance_is_caught_and_explained(results) -> None:
     bn = results["batchnorm"]
     _, record = bn.smallest_failure()
-    assert record.first_divergence == "state: running_var (step 1)"
+    assert record.first_divergence == "step 1: state: running_var"
     for step in (1, 2, 3):
-        assert record.tensor(f"state: running_mean (step {step})").passed
-        assert not record.tensor(f"state: running_var (step {step})").passed
+        assert record.tensor(f"step {step}: state: running_mean").passed
+        assert not record.tensor(f"step {step}: state: running_var").passed
     assert record.tensor("backward: x").passed and record.tensor("backward: gamma").passed
     assert not record.tensor("eval: out").passed
-    assert ("state: running_var (step 1): the update of running_var is 0.875 x PyTorch's = "
+    assert ("step 1: state: running_var: the update of running_var is 0.875 x PyTorch's = "
             "(N-1)/N with N = 8: a biased variance (divides by N) where PyTorch's running "
             "variance is unbiased (divides by N-1)") in record.notes
     assert len(bn.skipped) == 2  # batch size 1: PyTorch refuses to train batch norm on it
@@ -116,3 +116,26 @@ def test_the_command_exits_2_on_a_file_without_cases(tmp_path, capsys) -> None:
 def test_the_seed_values_are_the_tutorials(layers) -> None:
     values = layers.seed_values()
     np.testing.assert_allclose(values["backward: output"], [[0.940476 - 1]], atol=1e-6)
+
+
+def test_a_case_split_by_part_keeps_every_step_of_its_tensors(layers) -> None:
+    """``Check(part="state")`` keeps ``step s: state: ...`` of every step (and the note on
+    the biased variance); a part that matched nothing would pass vacuously."""
+    from reference.checks import Skip
+    from reference.checks.sweep import Check
+
+    bn = next(c for c in layers.CASES if c.name == "batchnorm")
+    layer = bn.layer()
+    for case in bn.cases(layer):
+        try:
+            Check(layer, case)()
+        except Skip:
+            continue
+        break
+    state = Check(layer, case, "state")()
+    assert not state.passed and {t.name for t in state.tensors} == {
+        f"step {s}: state: {k}" for s in (1, 2, 3) for k in ("running_mean", "running_var")}
+    assert any("(N-1)/N" in note for note in state.notes)
+    assert [t.name for t in Check(layer, case, "eval")().tensors] == ["eval: out"]
+    grad = Check(layer, case, "backward: gamma")()
+    assert grad.passed and [t.name for t in grad.tensors] == ["backward: gamma"]

@@ -10,7 +10,6 @@ configuration. The conv bug zoo (``reference.zoo.conv``) must fail that same com
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from torch.nn import functional as F
 from manual.layers import LAYERS, LayerInfo, Sample
 from manual.layers.conv import CONV_LAYERS
 from manual.spec import DTYPES
+from reference.core.engine import resolve
 from reference.zoo.conv import CONV_MUTANTS
 from reference.zoo.core import Mutant
 
@@ -39,8 +39,7 @@ def _samples(name: str, dtype: str, seed: int = 0) -> list[Sample]:
 
 
 def _builder(info: LayerInfo) -> Any:
-    module, _, attr = info.torch.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
+    return resolve(info.torch)
 
 
 def compare_with_torch(info: LayerInfo, sample: Sample, dtype: str, seed: int = 1) -> None:

@@ -1,10 +1,10 @@
 """The norm, dropout and embedding layers against PyTorch: every sample x dtype x mode.
 
 Each comparison runs the layer as a one-node graph spec (``reference.conformance.layers``) through
-``reference.core.compare.compare_network``: the manual engine and the torch mirror (PyTorch's own
-module, ``reference.builders.norm``) on the same inputs, parameters, state and keep-mask,
-comparing the output, every input and parameter gradient and every state buffer after the
-step; sequences of steps carry the state in both engines.
+the layer driver (``reference.core.driver``): the manual engine and the torch mirror (PyTorch's
+own module, ``reference.builders.norm``) on the same inputs, parameters, state, keep-mask and
+upstream gradient, comparing the output, every input and parameter gradient and every state
+buffer after the step; sequences of steps carry the state in both engines.
 """
 
 from __future__ import annotations

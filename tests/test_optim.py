@@ -11,6 +11,7 @@ import torch
 
 from manual.optim import OPTIMIZERS, SCHEDULES
 from manual.optim.schedules import rates
+from reference.core.engine import resolve
 from reference.training.optimizers import PARAM_SHAPES, compare_optimizer
 
 DTYPES = ("float32", "float64")
@@ -51,10 +52,7 @@ def test_schedule_rates_are_torchs_numbers_exactly(name: str) -> None:
     for options in info.variants:
         param = torch.nn.Parameter(torch.zeros(1))
         optimizer = torch.optim.SGD([param], lr=0.3)
-        import importlib
-
-        module, _, cls = info.torch.rpartition(".")
-        scheduler = getattr(importlib.import_module(module), cls)(optimizer, **options)
+        scheduler = resolve(info.torch)(optimizer, **options)
         want = []
         for _ in range(25):
             want.append(optimizer.param_groups[0]["lr"])
@@ -82,10 +80,9 @@ def test_every_option_is_reached_by_some_variant() -> None:
 def test_defaults_are_torchs(name: str) -> None:
     import inspect
 
-    from reference.training.optimizers import _resolve
 
     info = OPTIMIZERS[name]
-    signature = inspect.signature(_resolve(info.torch).__init__)
+    signature = inspect.signature(resolve(info.torch).__init__)
     for option, declared in info.options.items():
         assert signature.parameters[option].default == declared.default, option
 

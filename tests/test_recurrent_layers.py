@@ -1,8 +1,8 @@
 """rnn, lstm, gru, attention and the tensor helpers against PyTorch, layer by layer.
 
 Every sample of every entry in both dtypes: every output, every input gradient (h0/c0
-included), every parameter gradient, with a random upstream for every output
-(``reference.conformance.recurrent_check.compare_sample``). Then the time-major layouts of
+included), every parameter gradient, with a random upstream for every output (the layer
+driver, ``reference.core.driver.compare_layer``). Then the time-major layouts of
 the pure pairs,
 PyTorch's fully-masked-row conventions, the default initialisations, and the signatures'
 shapes and refusals.
@@ -22,7 +22,14 @@ from manual.layers import LAYERS
 from manual.layers.recurrent import RECURRENT_LAYERS
 from manual.ops import attention, recurrent
 from manual.spec import DTYPES
-from reference.conformance.recurrent_check import build_torch, compare_sample
+from reference.core.driver import LayerSample, compare_layer
+from reference.core.engine import resolve
+
+
+def build_torch(info, options, signature, shapes, dtype):
+    """The entry's torch builder, resolved from its dotted name."""
+    return resolve(info.torch)(info, options, signature, shapes, getattr(torch, dtype))
+
 
 CASES = [(info, sample, dtype)
          for info in RECURRENT_LAYERS for dtype in DTYPES
@@ -33,7 +40,12 @@ CASES = [(info, sample, dtype)
                          ids=[f"{i.name}-{s.name}-{d}" for i, s, d in CASES])
 def test_layer_matches_torch(info, sample, dtype):
     nan_expected = sample.name.endswith("_nan")
-    assert compare_sample(info, sample, dtype, seed=3, equal_nan=nan_expected) == []
+    record = compare_layer(info, LayerSample(sample.inputs, sample.options), dtype, seed=3,
+                           equal_nan=nan_expected)
+    assert record.passed, record.describe()
+    outputs = list(info.signature(sample.options, tuple(x.shape[1:] for x in sample.inputs))
+                   .outputs)[1:]
+    assert {f"forward: {info.name}.{o}" for o in outputs} <= {t.name for t in record.tensors}
 
 
 def test_every_entry_is_registered_and_sampled():
@@ -52,8 +64,9 @@ def test_the_comparison_catches_a_wrong_gradient():
         dinputs, dparams = info.backward(dys, cache)
         return dinputs, {**dparams, "weight_hh_l0": dparams["weight_hh_l0"] * 1.001}
     broken = dataclasses.replace(info, backward=backward)
-    assert compare_sample(broken, sample, "float64") == ["backward: weight_hh_l0: "
-                                                         "Tensor-likes are not close!"]
+    record = compare_layer(broken, LayerSample(sample.inputs, sample.options), "float64")
+    assert [t.name for t in record.failures] == ["backward: lstm.weight_hh_l0"]
+    assert record.first_divergence == "backward: lstm (lstm)"
 
 
 def test_blank_rows_nan_sample_is_nan_in_torch():

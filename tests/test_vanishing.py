@@ -173,7 +173,7 @@ def test_structural_blocks_trace_the_nodes_the_builder_names() -> None:
         built = deepnet.build(vanishing.with_block(base, block), 0)
         assert [built.spec.node(b.linear).type for b in built.blocks] == ["linear"] * 3
         params = manual.initial_parameters(built.spec)
-        trace = deepnet.run_manual(built, params, x, projection)
+        trace = deepnet.run_engine("manual", built, params, x, projection)
         h = np.stack(trace.h)
         np.testing.assert_allclose(np.stack(trace.a), 1 / (1 + np.exp(-h)), rtol=1e-14)
         np.testing.assert_array_equal(trace.grad_out[-1], projection)

@@ -67,7 +67,7 @@ def _sdpa_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Si
                                            for m, t in zip(mask, target, strict=True)):
             raise ValueError(f"attn_mask must have per-sample shape {target} (or 1 along a "
                              f"dim), got {mask}")
-    return Signature((*q[:-1], v[-1]))
+    return Signature((*q[:-1], v[-1]), no_grad=(3,) if masked else ())
 
 
 class SdpaNodeCache(NamedTuple):
@@ -171,7 +171,7 @@ def _mha_signature(options: Mapping[str, Any], shapes: tuple[Shape, ...]) -> Sig
         params |= {"in_proj_bias": Slot((3 * embed,), zeros, torch="in_proj_bias"),
                    "out_proj.bias": Slot((embed,), zeros, torch="out_proj.bias")}
     return Signature((q[0], embed), outputs={"output": (q[0], embed), "weights": (q[0], k[0])},
-                     params=params)
+                     params=params, no_grad=tuple(range(tensors, len(shapes))))
 
 
 class MhaNodeCache(NamedTuple):

@@ -67,7 +67,9 @@ class Signature:
     ``outputs`` (name -> per-sample shape, in the order its forward returns them as a tuple);
     ``shape`` is then the first one's. Its backward receives a tuple of upstream gradients,
     one per output (zeros for an output nothing consumed). Other nodes refer to an output as
-    ``<node>.<output>``; ``<node>`` alone is the first.
+    ``<node>.<output>``; ``<node>`` alone is the first. ``no_grad`` lists the input positions
+    that carry no gradient (an attention mask, a loss's target): the pair returns ``None``
+    there and PyTorch's side is detached.
 
     ``options`` are what the signature resolved from the node's options once, at load (a
     convolution's or a pooling's window geometry: kernel, stride and dilation as tuples, the
@@ -81,6 +83,7 @@ class Signature:
     state: Mapping[str, Slot] = field(default_factory=dict)
     noise: Mapping[str, Slot] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    no_grad: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

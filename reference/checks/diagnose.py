@@ -18,6 +18,7 @@ import numpy as np
 
 from manual.registry import Tolerance
 from reference.core.compare import compare_arrays
+from reference.core.names import TensorName
 from reference.core.records import TensorComparison
 
 # Unchanged means equal element for element: zero tolerance (an exact match has ratio 0).
@@ -30,7 +31,7 @@ def _number(value: Any) -> str:
     return f"{float(value):.4g}"
 
 
-def _failed(name: str, want: np.ndarray, tolerance: Tolerance, problem: str,
+def _failed(name: str | TensorName, want: np.ndarray, tolerance: Tolerance, problem: str,
             keep_values: bool) -> TensorComparison:
     """A tensor that cannot be compared at all (missing, raised): wrong, with ``problem``."""
     placeholder = np.zeros((*want.shape, 0), dtype=want.dtype)  # never the reference's shape
@@ -52,7 +53,8 @@ def values_message(record: TensorComparison, got: np.ndarray, want: np.ndarray,
 
 
 def compare_named(
-    name: str, got: Any, want: np.ndarray, tolerance: Tolerance, keep_values: bool = True,
+    name: str | TensorName, got: Any, want: np.ndarray, tolerance: Tolerance,
+    keep_values: bool = True,
     context: Mapping[str, np.ndarray] | None = None,
 ) -> TensorComparison:
     """Compare ``got`` with ``want`` and explain a failure in plain words.
@@ -83,7 +85,8 @@ def compare_named(
     return dataclasses.replace(record, problem=values_message(record, got, want, context))
 
 
-def _shape_message(name: str, got: np.ndarray, want: np.ndarray, tolerance: Tolerance) -> str:
+def _shape_message(name: str | TensorName, got: np.ndarray, want: np.ndarray,
+                   tolerance: Tolerance) -> str:
     plain = f"shape {got.shape} != reference {want.shape}"
     try:  # (1, D) against (D,): arithmetic with it would silently broadcast
         np.broadcast_shapes(got.shape, want.shape)
@@ -101,7 +104,7 @@ def _shape_message(name: str, got: np.ndarray, want: np.ndarray, tolerance: Tole
             f"shape; {verdict}")
 
 
-def unchanged(name: str, after: np.ndarray, before: np.ndarray) -> TensorComparison:
+def unchanged(name: str | TensorName, after: np.ndarray, before: np.ndarray) -> TensorComparison:
     """Whether ``after`` is still ``before`` (an array handed to the user's code)."""
     record = compare_arrays(name, after, before, EXACT, keep_values=False)
     if record.passed:

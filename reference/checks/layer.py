@@ -29,16 +29,16 @@ from manual.registry import DEFAULT_TOLERANCES, Tolerance
 from reference.checks import cases as cs
 from reference.checks import state as st
 from reference.checks.diagnose import _failed, compare_named, unchanged
-from reference.core import engine  # noqa: F401  (configures torch for reproducible comparisons)
-from reference.core.compare import cast_options, torch_options
+from reference.checks.twin import Skip, node_name, user_subject
+from reference.core.compare import cast_options
+from reference.core.driver import LayerPair, LayerSample, layer_case
+from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord, TensorComparison
+
+__all__ = ["LayerCheck", "Skip"]
 
 Forward = Callable[..., tuple[Any, Any]]
 Backward = Callable[[Any, Any], Any]
-
-
-class Skip(Exception):
-    """PyTorch itself rejects the case (an empty output, a kernel larger than the input)."""
 
 
 class LayerCheck:
@@ -140,18 +140,22 @@ class LayerCheck:
         module.train()
         return module
 
-    def call_reference(self, reference: Callable[..., Any], tensors: Mapping[str, torch.Tensor],
-                       options: Mapping[str, Any]) -> torch.Tensor:
-        try:
-            if isinstance(reference, nn.Module):
-                found = dict(reference.named_parameters())
-                with torch.no_grad():
-                    for user, theirs in self.params.items():
-                        found[theirs].copy_(tensors[user])
-                return reference(*(tensors[n] for n in self.inputs))
-            return reference(*(tensors[n] for n in self.inputs), **torch_options(options))
-        except Exception as error:
-            raise Skip(f"PyTorch rejects this case: {type(error).__name__}: {error}") from error
+    def twin_pair(self, case: cs.Case, arrays: Mapping[str, np.ndarray],
+                  options: dict[str, Any], reference: Callable[..., Any]) -> LayerPair:
+        """The layer driver's pair for ``case``: the user's twin as the node's module (its
+        upstream the seeded random one of PyTorch's output shape)."""
+        dtype = case.dtype
+
+        def upstream(shape: tuple[int, ...]) -> np.ndarray:
+            return stream(self.seed, "upstream", self.name).standard_normal(shape).astype(dtype)
+
+        subject = user_subject(self.forward, self.backward, reference, options=options,
+                               params=self.params, name=self.name)
+        sample = LayerSample([arrays[n] for n in self.inputs], options,
+                             params={p: arrays[p] for p in self.params},
+                             upstream={"output": upstream})
+        return LayerPair(layer_case(subject, sample, dtype, seed=self.seed,
+                                    node=node_name(list(self.inputs)), refs=list(self.inputs)))
 
     # -- one case ----------------------------------------------------------------------
     def run(self, case: cs.Case, keep_values: bool = True) -> ComparisonRecord:
@@ -162,45 +166,34 @@ class LayerCheck:
         reference = self.reference_for(case)
         homes = st.seed_state(self, reference, options)
         diff = self.differentiable(arrays)
-        tensors_in = {n: torch.from_numpy(a.copy()).requires_grad_(n in diff)
-                      for n, a in arrays.items()}
-        t_out = self.call_reference(reference, tensors_in, options)
-        want = t_out.detach().numpy().copy()
-        dout = stream(self.seed, "upstream", self.name).standard_normal(want.shape)
-        dout = dout.astype(case.dtype)
-        t_out.backward(torch.from_numpy(dout.copy()))
-        want_grads = {n: self._reference_grad(reference, tensors_in, n) for n in diff}
+        pair = self.twin_pair(case, arrays, options, reference)
+        ref = pair.reference()
+        node = pair.case.node.name
+        want = ref.values[node].copy()
+        dout = ref.grad_at_output[node]  # type: ignore[index]
+        want_grads = {n: (ref.param_grads[f"{node}.{n}"] if n in self.params else ref.grad_at[n])
+                      for n in diff}
         given = {n: a.copy() for n, a in arrays.items()}
         context = {n: arrays[n] for n in self.inputs}
         results = self._user_pass(given, options, dout.copy(), want, want_grads, diff,
                                   tolerance, keep_values, context)
         tensors, user_dout = results
         if user_dout is not None:
-            tensors.append(unchanged("hygiene: dout", user_dout, dout))
-        tensors += [unchanged(f"hygiene: {n}", given[n], arrays[n]) for n in self.names]
+            tensors.append(unchanged(TensorName("hygiene", "dout"), user_dout, dout))
+        tensors += [unchanged(TensorName("hygiene", n), given[n], arrays[n]) for n in self.names]
         notes: list[str] = []
         if self.state or self.then is not None:
-            more, notes = st.run_steps(self, case, reference, options, homes, tolerance,
+            more, notes = st.run_steps(self, case, pair, reference, options, homes, tolerance,
                                        keep_values)
             tensors += more
         return self.record(case, tensors, tolerance, notes)
-
-    def _reference_grad(self, reference: Any, tensors: Mapping[str, torch.Tensor],
-                        name: str) -> np.ndarray:
-        if name in self.params:
-            grad = dict(reference.named_parameters())[self.params[name]].grad
-        else:
-            grad = tensors[name].grad
-        shape = tuple(tensors[name].shape)
-        return np.zeros(shape, tensors[name].detach().numpy().dtype) if grad is None \
-            else grad.detach().numpy().copy()
 
     def _user_pass(
         self, given: Mapping[str, np.ndarray], options: Mapping[str, Any], dout: np.ndarray,
         want: np.ndarray, want_grads: Mapping[str, np.ndarray], diff: Sequence[str],
         tolerance: Tolerance, keep_values: bool, context: Mapping[str, np.ndarray],
     ) -> tuple[list[TensorComparison], np.ndarray | None]:
-        names = ["forward: out", *(f"backward: {n}" for n in diff)]
+        names = [TensorName("forward", "out"), *(TensorName("backward", n) for n in diff)]
         wants = [want, *(want_grads[n] for n in diff)]
         try:
             out, cache = _unpack(self.forward(*given.values(), **options))
@@ -208,7 +201,7 @@ class LayerCheck:
             return [_failed(n, w, tolerance, f"not run: forward raised {_error(error)}"
                             if i else f"forward raised {_error(error)}", keep_values)
                     for i, (n, w) in enumerate(zip(names, wants, strict=True))], None
-        tensors = [compare_named("forward: out", out, want, tolerance, keep_values, context)]
+        tensors = [compare_named(names[0], out, want, tolerance, keep_values, context)]
         try:
             grads = _as_list(self.backward(dout, cache), len(diff))
         except Exception as error:

@@ -58,13 +58,17 @@ def order(spec: Spec) -> list[str]:
     the gradient at the output, then each node in reverse order (the gradient at its output,
     its parameter gradients, what it sent back along a shared input edge), then the inputs.
     """
-    names: list[TensorName | str] = []
+    return [str(name) for name in ordered_names(spec)]
+
+
+def ordered_names(spec: Spec) -> list[TensorName]:
+    """:func:`order`'s names as fields."""
+    names: list[TensorName] = []
     for node in spec.nodes:
         names += [TensorName("forward", node.name)]
-        names += [TensorName("forward", f"{node.name}.{o}")
-                  for o in list(node.signature.outputs)[1:]]
+        names += [TensorName("forward", node.name, o) for o in list(node.signature.outputs)[1:]]
         names += [TensorName("state", node.name, k) for k in node.signature.state]
-    names += ["forward: loss", grad_name(spec, spec.output)]
+    names += [TensorName("forward", "loss"), grad_name(spec, spec.output)]
     shared = spec.shared()
     for node in reversed(spec.nodes):
         if node.name != spec.output:
@@ -72,16 +76,17 @@ def order(spec: Spec) -> list[str]:
         names += [TensorName("backward", node.name, k) for k in node.signature.params]
         names += [_edge_name(spec, node, j) for j, ref in enumerate(node.inputs) if ref in shared]
     names += [grad_name(spec, i.name) for i in spec.inputs if i.kind == "real"]
-    return [str(name) for name in names]
+    return names
 
 
-def _in_layout(name: str, value: Any, want: np.ndarray, layout: str) -> Any:
+def _in_layout(name: TensorName, value: Any, want: np.ndarray, layout: str) -> Any:
     if layout == "rows" or value is None:
         return value
     array = np.asarray(value)
-    if name.endswith(".weight"):
+    if name.slot == "weight":
         return array
-    if array.size == want.size and (name.endswith(".bias") or name == "forward: loss"):
+    loss = name.stage == "forward" and name.ref == "loss"
+    if array.size == want.size and (name.slot == "bias" or loss):
         return array.reshape(want.shape)
     return array.T if array.ndim == 2 else array
 
@@ -91,7 +96,7 @@ def _factor_note(spec: Spec, values: Mapping[str, np.ndarray], first: str, c: fl
     for node in spec.nodes:
         op = LAYERS[node.type].op  # an activation whose f' is written in its output a = f(x)
         if op is not None and op.calculus.derivative is not None:
-            a = values[f"forward: {node.name}"]
+            a = values[str(TensorName("forward", node.name))]
             formula, derivative = op.calculus.derivative
             if a.size == 1 and abs(derivative(float(a.reshape(()))) - c) <= 1e-3 * abs(c):
                 return (f"{note} (= {formula} = {node.type}' at {node.name}, a = "
@@ -123,15 +128,17 @@ def check_network(
         raise ValueError(f"mine: no tensor {unknown[0]!r} in this spec; names: "
                          f"{', '.join(n for n in order(spec) if n in values)}")
     tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
-    names = [n for n in order(spec) if n in mine]
-    got = {n: _in_layout(n, mine[n], values[n], layout) for n in names}
-    tensors = [compare_named(n, got[n], values[n], tolerances[reference[n][1]], keep_values)
-               for n in names]
+    named = {str(name): name for name in ordered_names(spec)}
+    names = [n for n in named if n in mine]
+    got = {n: _in_layout(named[n], mine[n], values[n], layout) for n in names}
+    tensors = [compare_named(named[n], got[n], values[n], tolerances[reference[n][1]],
+                             keep_values) for n in names]
     failing = [t.name for t in tensors if not t.passed]
     notes = []
     if failing:
         first = failing[0]
-        later = [n for n in names[names.index(first):] if n.startswith("backward: ")]
+        later = [n for n in names[names.index(first):]
+                 if named[n].stage in ("backward", "edge")]
         c = constant_factor([(got[n], values[n]) for n in later]) if later else None
         if c is not None:
             notes.append(_factor_note(spec, values, first, c))

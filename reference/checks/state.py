@@ -12,7 +12,9 @@ with :math:`u = s_{new} - (1 - m)\,s_{old}`, a constant :math:`u_{mine} / u_{tor
 is the biased batch variance (divides by N) where PyTorch keeps the unbiased one (N - 1).
 After ``steps`` training calls, ``then`` (option overrides, e.g. ``{"bn_param": {"mode":
 "test"}}``, merged into dict options) switches the user's layer, ``module.eval()`` PyTorch's,
-and the outputs on a fresh input are compared as ``eval: out``.
+and the outputs on a fresh input are compared as ``eval: out``. The state after step ``s`` is
+``step s: state: running_var``. PyTorch's steps are the layer driver's (the pair that
+:meth:`~reference.checks.layer.LayerCheck.twin_pair` built for the first), forward alone.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from manual.registry import Tolerance
 from reference.checks.diagnose import _failed, compare_named, constant_factor
+from reference.core.driver import LayerPair
+from reference.core.names import TensorName
 from reference.core.records import TensorComparison
 
 if TYPE_CHECKING:
@@ -90,7 +93,7 @@ def _compare_state(check: LayerCheck, reference: nn.Module, homes: Mapping[str, 
     tensors, notes = [], []
     for key, (owner, leaf) in homes.items():
         want = buffers[check.state[key]].detach().numpy().copy()
-        name = f"state: {key} (step {step})"
+        name = TensorName("state", key, step=step)
         mine = owner.get(leaf)
         if mine is None:
             tensors.append(_failed(name, want, tolerance, f"not found: the layer left no "
@@ -106,8 +109,8 @@ def _compare_state(check: LayerCheck, reference: nn.Module, homes: Mapping[str, 
     return tensors, notes
 
 
-def run_steps(check: LayerCheck, case: Case, reference: Any, options: dict[str, Any],
-              homes: Mapping[str, Home], tolerance: Tolerance,
+def run_steps(check: LayerCheck, case: Case, pair: LayerPair, reference: Any,
+              options: dict[str, Any], homes: Mapping[str, Home], tolerance: Tolerance,
               keep_values: bool) -> tuple[list[TensorComparison], list[str]]:
     """State after step 1 (already run) and steps 2..k, then the output in the ``then`` mode."""
     tensors: list[TensorComparison] = []
@@ -119,10 +122,10 @@ def run_steps(check: LayerCheck, case: Case, reference: Any, options: dict[str, 
         if step > 1:
             before = _snapshot(check, reference)
             arrays = {**check.draw(case), **check.draw(case, str(step), data)}
-            _, _, raised = _both_forward(check, reference, arrays, options)
+            _, _, raised = _both_forward(check, pair, arrays, options)
             if raised:
-                tensors += [_failed(f"state: {key} (step {step})", np.zeros(0), tolerance,
-                                    raised, keep_values) for key in homes]
+                tensors += [_failed(TensorName("state", key, step=step), np.zeros(0),
+                                    tolerance, raised, keep_values) for key in homes]
                 continue
         if homes:
             more, why = _compare_state(check, reference, homes, before, step, tolerance,
@@ -135,12 +138,11 @@ def run_steps(check: LayerCheck, case: Case, reference: Any, options: dict[str, 
                 options[key].update(value)
             else:
                 options[key] = value
-        if isinstance(reference, nn.Module):
-            reference.eval()
         arrays = {**check.draw(case), **check.draw(case, "then", data)}
-        mine, want, raised = _both_forward(check, reference, arrays, options)
-        tensors.append(_failed("eval: out", want, tolerance, raised, keep_values) if raised
-                       else compare_named("eval: out", mine, want, tolerance, keep_values))
+        mine, want, raised = _both_forward(check, pair, arrays, options, training=False)
+        name = TensorName("eval", "out")
+        tensors.append(_failed(name, want, tolerance, raised, keep_values) if raised
+                       else compare_named(name, mine, want, tolerance, keep_values))
     return tensors, notes
 
 
@@ -158,12 +160,14 @@ def _snapshot(check: LayerCheck, reference: Any) -> dict[str, np.ndarray]:
             for key, b in check.state.items()}
 
 
-def _both_forward(check: LayerCheck, reference: Any, arrays: Mapping[str, np.ndarray],
-                  options: dict[str, Any]) -> tuple[Any, np.ndarray, str]:
-    """Both outputs, and what the user's forward raised (``""`` if nothing)."""
-    tensors = {n: torch.from_numpy(a.copy()) for n, a in arrays.items()}
-    with torch.no_grad():
-        want = check.call_reference(reference, tensors, options).numpy().copy()
+def _both_forward(check: LayerCheck, pair: LayerPair, arrays: Mapping[str, np.ndarray],
+                  options: dict[str, Any], training: bool | None = None
+                  ) -> tuple[Any, np.ndarray, str]:
+    """Both outputs (PyTorch's forward alone, in ``training`` mode if given), and what the
+    user's forward raised (``""`` if nothing)."""
+    data = pair.case.data_for([arrays[n] for n in check.inputs])
+    run = pair.reference(data, training=training, upstream={})
+    want = run.values[pair.case.node.name].copy()
     try:
         mine, _ = check.forward(*(arrays[n].copy() for n in check.names), **options)
     except Exception as error:

@@ -10,6 +10,7 @@ from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck
 from reference.checks.sweep import LayerResult, check_layer, layer_check
+from reference.core.names import TensorName
 
 _SPACE = ("dtypes", "sweep", "special")
 
@@ -39,7 +40,7 @@ class LayerCase:
         """The checks of each case: forward, each gradient, hygiene, state, eval."""
         layer = layer or self.layer()
         grads = [n for n in layer.names if not _integer(layer, n)]
-        return ["forward", *(f"backward: {n}" for n in grads), "hygiene",
+        return ["forward", *(str(TensorName("backward", n)) for n in grads), "hygiene",
                 *(["state"] if layer.state else []),
                 *(["eval"] if layer.then is not None else [])]
 

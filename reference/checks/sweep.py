@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from manual.jsonable import encode
 from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck, Skip
+from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord
 
 
@@ -64,9 +65,9 @@ class LayerResult:
         smallest = self.smallest_failure()
         if smallest is None:
             return f"{self.subject}: all {total} cases agree with PyTorch{skipped}"
-        # Per tensor, how many cases it fails in ("state: v (step 2)" counts as "state: v").
+        # Per tensor, how many cases it fails in ("step 2: state: v" counts as "state: v").
         counts = Counter(name for _, r in self.failures
-                         for name in dict.fromkeys(t.name.split(" (step ")[0]
+                         for name in dict.fromkeys(str(replace(t.tensor_name, step=None))
                                                    for t in r.failures))
         where = ", ".join(f"{name} in {n}" for name, n in counts.most_common(4))
         case, record = smallest
@@ -182,16 +183,24 @@ class Check:
         record = self.full()
         if not self.part:
             return record
-        keep = [t for t in record.tensors if t.name == self.part or
-                t.name.startswith(self.part + ":") or t.name.startswith(self.part + " ")]
+        keep = [t for t in record.tensors if _in_part(t.tensor_name, self.part)]
         passed = all(t.passed for t in keep)
         return ComparisonRecord(
             subject=f"{record.subject} [{self.part}]", kind=record.kind, dtype=record.dtype,
             seed=record.seed, passed=passed,
             first_divergence=None if passed else next(t.name for t in keep if not t.passed),
             tolerance_reason=record.tolerance_reason, tensors=keep, options=record.options,
-            notes=[n for n in record.notes if n.startswith(self.part)],
+            notes=[n for n in record.notes if any(n.startswith(f"{t.name}: ") for t in keep)],
         )
+
+
+def _in_part(name: TensorName, part: str) -> bool:
+    """Whether tensor ``name`` belongs to ``part``: a stage (``state``: every step's), or one
+    gradient (``backward: w``)."""
+    if ": " not in part:
+        return name.stage == part
+    wanted = TensorName.parse(part)
+    return (name.stage, name.ref) == (wanted.stage, wanted.ref)
 
 
 def layer_cases(forward: Callable[..., Any], backward: Callable[..., Any], **kwargs: Any

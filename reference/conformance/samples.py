@@ -2,9 +2,10 @@
 
 A :class:`~manual.layers.Sample` holds a layer's options and inputs (batch first);
 :func:`reference.conformance.layers.sample_case` wraps one in a one-node graph spec (its state and
-parameters moved off their defaults, an ``l1`` loss that hands the node a random upstream
-gradient). Here every layer the registry knows is enumerated that way in both dtypes and both
-modes (:func:`layer_cases`), and drawn for the fuzzer (:func:`layer_graphs`), with no code per
+parameters moved off their defaults, an ``l1`` loss for the fuzzer's network runs; the
+conformance check hands every output a random upstream instead, through the layer driver).
+Here every layer the registry knows is enumerated that way in both dtypes and both modes
+(:func:`layer_cases`), and drawn for the fuzzer (:func:`layer_graphs`), with no code per
 layer: a new layer with samples is checked in networks and fuzzed as soon as it is registered.
 """
 

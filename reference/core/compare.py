@@ -20,7 +20,7 @@ from manual.layers import LAYERS
 from manual.random import stream
 from manual.registry import DEFAULT_TOLERANCES, OPS, OpInfo, Tolerance
 from manual.spec import Node, Spec
-from reference.core import engine, sampling
+from reference.core import sampling
 from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord, TensorComparison
 from reference.core.run import Run, run_manual, run_torch
@@ -46,7 +46,8 @@ def _fields(name: str | TensorName, got: np.ndarray, want: np.ndarray, tolerance
     if keep_values:
         base["manual"], base["reference"] = got.tolist(), want.tolist()
     if isinstance(name, TensorName):
-        base.update(stage=name.stage, node=name.node, slot=name.slot, step=name.step)
+        base.update(stage=name.stage, node=name.node, slot=name.slot, step=name.step,
+                    edge=name.edge, check=name.check)
     return base
 
 
@@ -238,8 +239,7 @@ def first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str
 
     for node in spec.nodes:
         outputs = [TensorName("forward", node.name)]
-        outputs += [TensorName("forward", f"{node.name}.{o}") for o in
-                    list(node.signature.outputs)[1:]]
+        outputs += [TensorName("forward", node.name, o) for o in list(node.signature.outputs)[1:]]
         if any(failed(name) for name in outputs):
             return f"forward: {node.name} ({node.type})"
         if any(failed(TensorName("state", node.name, k)) for k in node.signature.state):
@@ -261,31 +261,44 @@ def first_divergence(spec: Spec, by_name: Mapping[str, TensorComparison]) -> str
 Where = tuple["TensorName | str", str, Any, str]  # name, Run field, key in it, pass
 
 
-def judged(spec: Spec) -> dict[str, Where]:
+def _gradient_free(spec: Spec) -> set[str]:
+    """The graph inputs that carry no gradient: index inputs, and those only ever read at an
+    input position that carries none (an attention mask, a loss's target)."""
+    read = {ref for node in spec.nodes for j, ref in enumerate(node.inputs)
+            if j not in node.signature.no_grad}
+    return {i.name for i in spec.inputs if i.kind == "index" or i.name not in read}
+
+
+def judged(spec: Spec, *, loss: bool = True) -> dict[str, Where]:
     """Every tensor a run of ``spec`` is judged on, by printed name: its name, the
-    :class:`Run` field and key that hold it, and its pass (``forward`` or ``backward``)."""
-    index_inputs = {i.name for i in spec.inputs if i.kind == "index"}
-    items: list[Where] = [("forward: loss", "loss", None, "forward")]
+    :class:`Run` field and key that hold it, and its pass (``forward`` or ``backward``).
+    Without a ``loss`` (the upstream given at the output) neither the loss nor the gradient
+    at the output is judged: both engines were handed them."""
+    free = _gradient_free(spec)
+    items: list[Where] = [("forward: loss", "loss", None, "forward")] if loss else []
     for node in spec.nodes:
-        names = [node.name, *(f"{node.name}.{o}" for o in list(node.signature.outputs)[1:])]
-        items += [(TensorName("forward", n), "values", n, "forward") for n in names]
+        items.append((TensorName("forward", node.name), "values", node.name, "forward"))
+        items += [(TensorName("forward", node.name, o), "values", f"{node.name}.{o}", "forward")
+                  for o in list(node.signature.outputs)[1:]]
         items += [(TensorName("state", node.name, k), "state", f"{node.name}.{k}", "forward")
                   for k in node.signature.state]
-    items.append((grad_name(spec, spec.output), "grad_at", spec.output, "backward"))
+    if loss:
+        items.append((grad_name(spec, spec.output), "grad_at", spec.output, "backward"))
     items += [(TensorName("backward", n.name), "grad_at", n.name, "backward")
               for n in spec.nodes if n.name != spec.output]
     shared = spec.shared()
     items += [(_edge_name(spec, node, j), "grad_in", (node.name, j), "backward")
               for node in spec.nodes for j, ref in enumerate(node.inputs)
-              if ref in shared and ref not in index_inputs]
+              if ref in shared and ref not in free and j not in node.signature.no_grad]
     items += [(TensorName("backward", i.name), "grad_at", i.name, "backward")
-              for i in spec.inputs if i.kind == "real"]
+              for i in spec.inputs if i.name not in free]
     items += [(TensorName("backward", node.name, k), "param_grads", f"{node.name}.{k}",
                "backward") for node in spec.nodes for k in node.signature.params]
     return {str(item[0]): item for item in items}
 
 
-def _value(run: Run, field: str, key: Any) -> Any:
+def run_value(run: Run, field: str, key: Any) -> Any:
+    """The value :func:`judged` locates by a :class:`Run` field and key (``None``: the loss)."""
     return run.loss if key is None else getattr(run, field).get(key)
 
 
@@ -294,19 +307,22 @@ def run_tensors(spec: Spec, run: Run) -> dict[str, tuple[TensorName | str, Any, 
 
     The names come from the spec, so two runs line up even where one lacks a value.
     """
-    return {printed: (name, _value(run, field, key), stage)
+    return {printed: (name, run_value(run, field, key), stage)
             for printed, (name, field, key, stage) in judged(spec).items()}
 
 
 def compare_runs(spec: Spec, mine: Run, ref: Run, *, keep_values: bool = False,
-                 tolerances: Mapping[str, Tolerance] | None = None) -> list[TensorComparison]:
+                 tolerances: Mapping[str, Tolerance] | None = None,
+                 equal_nan: bool = False) -> list[TensorComparison]:
     """Every tensor of two runs of ``spec``, compared (forward and backward tolerances apart;
-    ``tolerances`` by pass when the caller has them already)."""
+    ``tolerances`` by pass when the caller has them already). Runs given their upstream at the
+    output (``grad_at_output``) are judged without the loss."""
     if tolerances is None:
         tolerances = {stage: spec_tolerance(spec, stage) for stage in ("forward", "backward")}
-    return compare_all([(name, _value(mine, field, key), _value(ref, field, key),
-                         tolerances[stage]) for name, field, key, stage in judged(spec).values()],
-                       keep_values)
+    where = judged(spec, loss=ref.grad_at_output is None)
+    return compare_all([(name, run_value(mine, field, key), run_value(ref, field, key),
+                         tolerances[stage]) for name, field, key, stage in where.values()],
+                       keep_values, equal_nan=equal_nan)
 
 
 def compare_network(
@@ -351,7 +367,7 @@ def compare_op(
     options: Mapping[str, Any] | None = None,
     *,
     seed: int = 0,
-    shape: tuple[int, int] = (6, 5),
+    shape: tuple[int, ...] = (6, 5),
     target_kind: str | None = None,
     x: np.ndarray | None = None,
     target: np.ndarray | None = None,
@@ -359,50 +375,42 @@ def compare_op(
     keep_values: bool = True,
     equal_nan: bool = False,
 ) -> ComparisonRecord:
-    """Run one op alone in both engines on inputs from its domain (or on ``x``).
+    """Run one op alone in both engines on inputs from its domain (or on ``x``, any shape).
 
-    The upstream gradient is drawn at random (unless ``dy`` is given). For a loss,
-    ``target`` is drawn of ``target_kind`` (the first kind it accepts by default)
-    unless it is given. ``equal_nan`` is for a case whose NaN the caller expects (a mean
-    over targets that are all ignored is 0/0 in PyTorch).
+    One case of :func:`reference.core.driver.compare_layer`: the op as a one-node layer whose
+    input is ``input`` and whose node is ``output``, so the tensors are ``forward: output``
+    and ``backward: input``. The upstream gradient is drawn at random in PyTorch's shape
+    (unless ``dy`` is given), so a wrong-shaped output is a verdict. For a loss, ``target`` is
+    drawn of ``target_kind`` (the first kind it accepts by default) unless it is given.
+    ``equal_nan`` is for a case whose NaN the caller expects (a mean over targets that are all
+    ignored is 0/0 in PyTorch).
     """
+    from reference.core.driver import LayerSample, compare_layer  # the driver builds on this
+
     op = OPS[op] if isinstance(op, str) else op
     options = cast_options(options or {}, dtype)
-    reference_options = torch_options(options)
     rng = stream(seed, "matrix", op.name)
     if x is None:
         x = sampling.op_input(op, shape, rng, dtype)
     else:
         x, shape = np.asarray(x, dtype=dtype), np.shape(x)
-    forward, backward = op.tolerance(dtype, "forward"), op.tolerance(dtype, "backward")
-    tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    fn = engine.torch_callable(op)
+    inputs, kind = [x], ""
     if op.kind == "loss":
         kind = target_kind or ("" if target is not None else op.targets[0])
         if target is None:
             target = sampling.target(kind, shape, rng, dtype, options)
-        y, cache = op.forward(x.copy(), target, **options)
-        ty = fn(tx, torch.from_numpy(target.copy()), **reference_options)
-    else:
-        kind = ""
-        y, cache = op.forward(x.copy(), **options)
-        ty = fn(tx, **reference_options)
-    if dy is None:  # of the reference's shape: a wrong-shaped output is then a verdict
-        dy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
-    dx = op.backward(dy.copy(), cache)
-    ty.backward(torch.from_numpy(dy.copy()))
-    tensors = [
-        compare_arrays("forward: output", y, ty.detach().numpy(), forward, keep_values,
-                       equal_nan=equal_nan),
-        compare_arrays("backward: input", dx, tx.grad.numpy(),  # type: ignore[union-attr]
-                       backward, keep_values, equal_nan=equal_nan),
-    ]
-    passed = all(t.passed for t in tensors)
-    divergence = None if passed else next(t.name for t in tensors if not t.passed)
+        inputs.append(np.asarray(target))
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:  # PyTorch's output shape
+        return rng.standard_normal(shape).astype(dtype)
+
+    upstream = dy if dy is not None else draw
+    record = compare_layer(op, LayerSample(inputs, options, upstream={"output": upstream}),
+                           dtype, seed=seed, node="output", refs=("input", "target"),
+                           keep_values=keep_values, equal_nan=equal_nan)
     own = op.name not in OPS  # a user's op is not "an activation"
-    return ComparisonRecord(
-        subject=op.name, kind=("loss" if op.targets else "op") if own else op.kind,
-        dtype=dtype, seed=seed, passed=passed, first_divergence=divergence,
-        tolerance_reason="; ".join(sorted({forward.reason, backward.reason})), tensors=tensors,
-        options={**options, **({"target": kind} if kind else {})},
-    )
+    record.kind = ("loss" if op.targets else "op") if own else op.kind
+    record.subject, record.spec = op.name, None
+    record.first_divergence = next((t.name for t in record.tensors if not t.passed), None)
+    record.options = {**options, **({"target": kind} if kind else {})}
+    return record

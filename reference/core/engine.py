@@ -24,6 +24,13 @@ torch.set_float32_matmul_precision("highest")
 torch.use_deterministic_algorithms(True)
 
 
+def resolve(dotted: str) -> Any:
+    """The object a dotted name names (``torch.nn.functional.gelu``,
+    ``reference.builders.core.linear``): the one resolver of the registries' torch names."""
+    module_name, _, attribute = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
 def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
     """Resolve the registry's dotted name (``torch.nn.functional.gelu``) to the callable.
 
@@ -33,11 +40,7 @@ def torch_callable(op: OpInfo) -> Callable[..., torch.Tensor]:
     PyTorch as a tensor of the input's dtype; a spec's option overrides the registry's
     ``oracle.kwargs`` (softmax's ``dim``); a warning the oracle names as ``quiet`` is ignored.
     """
-    if callable(op.torch):
-        function = op.torch
-    else:
-        module_name, _, attribute = op.torch.rpartition(".")
-        function = getattr(importlib.import_module(module_name), attribute)
+    function = op.torch if callable(op.torch) else resolve(op.torch)
     arrays = {name for name, option in op.options.items() if isinstance(option, Values)}
     defaults = dict(op.oracle.kwargs)
     # Only for an op whose oracle names a warning: catching warnings costs more than a small
@@ -64,8 +67,8 @@ class TorchActivation(nn.Module):
         super().__init__()
         self.name, self.fn, self.options = op.name, torch_callable(op), dict(options)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x, **self.options)
+    def forward(self, x: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, *others, **self.options)  # others: a loss's target
 
     def extra_repr(self) -> str:
         return f"{self.name}, {self.options}" if self.options else self.name

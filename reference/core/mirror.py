@@ -10,7 +10,6 @@ nodes, each edge's own share of it.
 from __future__ import annotations
 
 import functools
-import importlib
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
@@ -21,11 +20,11 @@ import torch
 from torch import nn
 
 from manual.layers import LAYERS
-from manual.layers.info import Signature
+from manual.layers.info import LayerInfo, Signature
 from manual.parameters import initial_parameters, initial_state
 from manual.registry import LOSSES
 from manual.spec import Node, Spec
-from reference.core.engine import torch_callable
+from reference.core.engine import resolve, torch_callable
 
 
 def attribute(module: nn.Module, path: str) -> Any:
@@ -33,12 +32,15 @@ def attribute(module: nn.Module, path: str) -> Any:
     return functools.reduce(getattr, path.split("."), module)
 
 
-def _builder(node: Node, spec: Spec) -> nn.Module:
-    info = LAYERS[node.type]
-    module_name, _, name = info.torch.rpartition(".")
-    build = getattr(importlib.import_module(module_name), name)
+def build_module(info: LayerInfo, node: Node, spec: Spec) -> nn.Module:
+    """The torch module of ``node`` from the builder ``info.torch`` names."""
     shapes = tuple(spec.shape_of(ref) for ref in node.inputs)
-    return build(info, node.options, node.signature, shapes, getattr(torch, spec.dtype))
+    return resolve(info.torch)(info, node.options, node.signature, shapes,
+                               getattr(torch, spec.dtype))
+
+
+def _builder(node: Node, spec: Spec) -> nn.Module:
+    return build_module(LAYERS[node.type], node, spec)
 
 
 class TorchGraph(nn.Module):
@@ -93,7 +95,9 @@ class TorchGraph(nn.Module):
             args = []
             for j, ref in enumerate(node.inputs):
                 value = values[ref]
-                if ref in self.shared and value.requires_grad:
+                if j in node.signature.no_grad:  # a mask: no gradient, as in the manual engine
+                    value = value.detach()
+                elif ref in self.shared and value.requires_grad:
                     value = value.view_as(value)  # its own autograd node: this edge's share
                     edges[(node.name, j)] = value
                 args.append(value)

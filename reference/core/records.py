@@ -7,14 +7,16 @@ no literal for them) and read back as floats.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from manual.jsonable import decode, decode_float, decode_numbers, dumps, encode
+from reference.core.names import TensorName
 
-__all__ = ["ComparisonRecord", "TensorComparison", "decode_float", "decode_numbers", "dumps",
-           "encode"]
+__all__ = ["ComparisonRecord", "TensorComparison", "at_step", "decode_float", "decode_numbers",
+           "dumps", "encode"]
 
 @dataclass
 class TensorComparison:
@@ -25,7 +27,9 @@ class TensorComparison:
     :math:`\\max |m - r| / (\\text{atol} + \\text{rtol}\\,|r|)`, so the tensor
     passes when it is at most 1 (``torch.testing.assert_close``'s rule), and
     ``worst_index`` is where that maximum is reached, and ``mismatched`` counts the
-    elements whose ratio exceeds 1.
+    elements whose ratio exceeds 1. ``stage``, ``node``, ``slot``, ``step``, ``edge`` and
+    ``check`` are the fields of its :class:`~reference.core.names.TensorName`
+    (:attr:`tensor_name`); a record written before a field existed loads with its default.
     """
 
     name: str
@@ -46,11 +50,28 @@ class TensorComparison:
     slot: str = ""
     step: int | None = None
     mismatched: int = 0
+    edge: int | None = None
+    check: str | None = None
+
+    @property
+    def tensor_name(self) -> TensorName:
+        """The name as fields: the record's own, or ``name`` parsed (a record without them)."""
+        if not self.stage:
+            return TensorName.parse(self.name)
+        return TensorName(self.stage, self.node, self.slot, self.step,  # type: ignore[arg-type]
+                          self.edge, self.check)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TensorComparison:
         decoded: TensorComparison = decode(cls, raw)
         return decoded
+
+
+def at_step(tensor: TensorComparison, step: int) -> TensorComparison:
+    """``tensor`` as compared at ``step`` of a sequence (``step 2: state: bn.running_var``)."""
+    name = dataclasses.replace(tensor.tensor_name, step=step)
+    return dataclasses.replace(tensor, name=str(name), stage=name.stage, node=name.node,
+                               slot=name.slot, step=step, edge=name.edge, check=name.check)
 
 
 @dataclass

@@ -18,6 +18,8 @@ i.e. the manual engine may differ from PyTorch's float32 result by the tolerance
 tensor's scale plus a few times PyTorch's own float32 rounding error on that tensor.
 A wrong derivative misses this bound by orders of magnitude; accumulated rounding
 meets it. The excuse is recorded with its numbers (``Outcome.rounding``) and counted.
+:func:`measured_bounds` is the same rule for two runs at hand (a layer step and its float64
+replay, :mod:`reference.core.driver`), and :func:`excuse` applies bounds to the tensors.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import numpy as np
 import manual
 from manual.data import Data
 from manual.spec import Spec
-from reference.core.compare import run_tensors
-from reference.core.records import ComparisonRecord
-from reference.core.run import default_dloss, run_torch
+from reference.core.compare import Where, run_tensors, run_value
+from reference.core.records import ComparisonRecord, TensorComparison
+from reference.core.run import Run, default_dloss, run_torch
 
 KAPPA = 4.0
-# Protocol tensors and the single-pass tensor (and multiple of it) whose rounding they carry.
-_PROTOCOL_PREFIX = {"accumulate: ": ("backward: ", 2.0), "stale_cache: ": ("backward: ", 1.0)}
+# A protocol check's gradient carries the rounding of its single-pass gradient times this
+# (two accumulated passes: twice).
+_PROTOCOL_FACTOR = {"accumulate": 2.0, "stale_cache": 1.0}
 
 
 def _float64_values(spec: Spec, data: Data, loss_shape: tuple[int, ...],
@@ -73,26 +76,17 @@ def rounding_bounds(spec: Spec, data: Data, single: ComparisonRecord,
         return None
     shadow = _float64_values(spec, data, tuple(np.shape(single.tensor("forward: loss")
                                                         .reference)), params)
-    measured: dict[str, tuple[float, float]] = {}
-    for t in single.tensors:
-        if t.name in shadow and t.reference is not None:
-            r32 = np.asarray(t.reference, dtype=np.float64)
-            r64 = np.asarray(shadow[t.name], dtype=np.float64)
-            if r32.shape == r64.shape and r32.size:
-                measured[t.name] = (float(np.max(np.abs(r64))),
-                                    float(np.max(np.abs(r32 - r64))))
+    measured = {t.name: (np.asarray(t.reference, dtype=np.float64),
+                         np.asarray(shadow[t.name], dtype=np.float64))
+                for t in single.tensors if t.name in shadow and t.reference is not None}
     bounds: dict[str, tuple[float, str]] = {}
     for t in record.failures:
-        name, factor = _single_name(t.name)
-        if t.problem or name not in measured:
+        name, factor = _single_name(t)
+        found = None if t.problem or name not in measured else _bound(t, *measured[name],
+                                                                      factor)
+        if found is None or not t.max_abs_error <= found[0]:
             return None
-        scale, rounding = measured[name]
-        bound = t.atol + t.rtol * scale * factor + KAPPA * rounding * factor
-        if not t.max_abs_error <= bound:
-            return None
-        bounds[t.name] = (bound, f"atol + rtol x scale {scale * factor:.3g} + {KAPPA:g} x "
-                                 f"float32 rounding {rounding * factor:.3g} measured against "
-                                 f"float64")
+        bounds[t.name] = found
     return bounds
 
 
@@ -110,9 +104,58 @@ def rounding_excuse(spec: Spec, data: Data, single: ComparisonRecord,
     return f"{name}: error {errors[name]:.3g} <= {bound:.3g} ({how})"
 
 
-def _single_name(name: str) -> tuple[str, float]:
-    for prefix, (single_prefix, factor) in _PROTOCOL_PREFIX.items():
-        if name.startswith(prefix):
-            return single_prefix + name[len(prefix):], factor
-    return name, 1.0
+def _single_name(tensor: TensorComparison) -> tuple[str, float]:
+    """The single-pass tensor whose rounding ``tensor`` carries, and by what factor."""
+    name = tensor.tensor_name
+    if name.check is None:
+        return tensor.name, 1.0
+    return str(dataclasses.replace(name, check=None)), _PROTOCOL_FACTOR[name.check]
 
+
+
+def _bound(t: TensorComparison, r32: np.ndarray, r64: np.ndarray, factor: float = 1.0
+           ) -> tuple[float, str] | None:
+    """The measured bound of ``t`` from PyTorch's float32 and float64 values of the tensor
+    whose rounding it carries ``factor`` times, and how it was made."""
+    if r32.shape != r64.shape or not r32.size:
+        return None
+    scale, rounding = float(np.max(np.abs(r64))), float(np.max(np.abs(r32 - r64)))
+    bound = t.atol + t.rtol * scale * factor + KAPPA * rounding * factor
+    return bound, (f"atol + rtol x scale {scale * factor:.3g} + {KAPPA:g} x float32 rounding "
+                   f"{rounding * factor:.3g} measured against float64")
+
+
+def measured_bounds(tensors: list[TensorComparison], where: Mapping[str, Where], ref32: Run,
+                    ref64: Run) -> dict[str, tuple[float, str]] | None:
+    """:func:`rounding_bounds`' rule for the failing ``tensors`` of a float32 run ``ref32``
+    against its float64 replay ``ref64``: each failure's bound, or ``None`` when one is not
+    rounding (a shape or dtype problem, or an error beyond the bound). ``where`` is
+    :func:`~reference.core.compare.judged` (a tensor of a later step by its name without it).
+    """
+    bounds: dict[str, tuple[float, str]] = {}
+    for t in tensors:
+        if t.passed:
+            continue
+        item = where.get(str(dataclasses.replace(t.tensor_name, step=None)))
+        if t.problem or item is None:
+            return None
+        _, field, key, _ = item
+        found = _bound(t, np.asarray(run_value(ref32, field, key), dtype=np.float64),
+                       np.asarray(run_value(ref64, field, key), dtype=np.float64))
+        if found is None or not t.max_abs_error <= found[0]:
+            return None
+        bounds[t.name] = found
+    return bounds or None
+
+
+def excuse(tensors: list[TensorComparison], bounds: Mapping[str, tuple[float, str]]) -> None:
+    """Pass each bounded tensor, judged by its bound (error / bound, at most 1)."""
+    for tensor in tensors:
+        if tensor.name in bounds:
+            bound, how = bounds[tensor.name]
+            tensor.tolerance_ratio = tensor.max_abs_error / bound
+            tensor.passed = True
+            tensor.problem = f"within the measured float32 rounding bound {bound:.3g} ({how})"
+
+
+EXCUSED = "float32 rounding within a bound measured against float64"

@@ -3,11 +3,17 @@
 :func:`run_manual` and :func:`run_torch` take the same spec, slots, data, upstream gradient
 and noise and return a :class:`Run` of numpy arrays keyed alike, which the comparisons, the
 protocols, the rounding judge, the experiments and lockstep training consume.
+
+The upstream gradient enters through the loss (``dloss``), or, with ``grad_at_output``, at
+named values directly (``{"lstm.output": g, "lstm.h_n": h}``): the loss is then not
+evaluated, and an entry may be a function of the reference's shape that draws it
+(:data:`Upstream`), so that a wrong-shaped output of the manual engine is a verdict, not a
+crash. An empty ``grad_at_output`` runs the forward alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +29,10 @@ from manual.spec import Spec
 from reference.core import mirror
 from reference.core.engine import torch_callable
 
+Draw = Callable[[tuple[int, ...]], Array]
+# The gradient given at each named value: an array, or a draw from the reference's shape.
+Upstream = Mapping[str, "Array | Draw"]
+
 
 @dataclass
 class Run:
@@ -32,15 +42,24 @@ class Run:
     :math:`\\partial L/\\partial v` (``grad_at[spec.output]`` is the gradient at the output);
     ``grad_in[(node, j)]`` is what ``node`` sent back along input edge ``j`` (recorded where the
     value read there feeds several nodes); ``state`` is every buffer after the forward.
+    ``grad_at_output`` is the gradient given at named values in place of a loss (then
+    ``loss`` is ``None``), as arrays.
     """
 
-    loss: Array
+    loss: Array | None
     values: dict[str, Array]
     grad_at: dict[str, Array]
     param_grads: dict[str, Array]
     state: dict[str, Array] = field(default_factory=dict)
     grad_in: dict[tuple[str, int], Array] = field(default_factory=dict)
     dloss: Any = None
+    grad_at_output: dict[str, Array] | None = None
+
+    def loss_value(self) -> Array:
+        """The loss; a run given its upstream at the output has none (an error)."""
+        if self.loss is None:
+            raise ValueError("run: no loss (its upstream was given at the output)")
+        return self.loss
 
 
 def default_dloss(spec: Spec, loss_shape: tuple[int, ...]) -> np.ndarray:
@@ -66,17 +85,27 @@ def _zeros_like(value: Array) -> Array:
 def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = None,
                state: Mapping[str, Array] | None = None, dloss: Any = None,
                noise: Mapping[str, Array] | None = None,
-               net: manual.Network | None = None) -> Run:
-    """One pass of the manual engine (a fresh network unless ``net`` is given)."""
+               net: manual.Network | None = None,
+               grad_at_output: Mapping[str, Array] | None = None) -> Run:
+    """One pass of the manual engine (a fresh network unless ``net`` is given); with
+    ``grad_at_output`` (arrays), backward from those values instead of a loss."""
     if net is None:
         net = manual.build(spec, None if params is None else {k: v.copy() for k, v in
                                                               params.items()},
                            None if state is None else {k: v.copy() for k, v in state.items()})
     output = net.forward({k: v.copy() for k, v in data.feed(spec).items()}, noise)
-    loss = net.loss(output, data.y)
-    if dloss is None:
-        dloss = default_dloss(spec, np.shape(loss))
-    net.backward(dloss)
+    loss: Array | None = None
+    if grad_at_output is None:
+        loss = net.loss(output, data.y)
+        if dloss is None:
+            dloss = default_dloss(spec, np.shape(loss))
+        net.backward(dloss)
+    else:
+        given = {k: np.array(v, copy=True) for k, v in grad_at_output.items()}
+        if given:
+            net.backward_from(given)
+        else:
+            net.grad_at, net.grad_in = {}, {}
     grad_at = {name: net.grad_at[name] if name in net.grad_at else _zeros_like(value)
                for name, value in net.values.items()}
     shared = spec.shared()
@@ -88,9 +117,10 @@ def run_manual(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = N
             if ref in shared and spec.input_kind(ref) == "real":
                 edge = net.grad_in.get((node.name, j))
                 grad_in[(node.name, j)] = _zeros_like(net.values[ref]) if edge is None else edge
-    return Run(loss=np.asarray(loss), values=dict(net.values), grad_at=grad_at,
-               param_grads=net.named_grads(), state=net.named_state(), grad_in=grad_in,
-               dloss=dloss)
+    return Run(loss=None if loss is None else np.asarray(loss), values=dict(net.values),
+               grad_at=grad_at, param_grads=net.named_grads(), state=net.named_state(),
+               grad_in=grad_in, dloss=dloss,
+               grad_at_output=None if grad_at_output is None else dict(grad_at_output))
 
 
 def _numpy(t: torch.Tensor | None, like: torch.Tensor) -> Array:
@@ -99,13 +129,29 @@ def _numpy(t: torch.Tensor | None, like: torch.Tensor) -> Array:
     return t.detach().numpy().copy()
 
 
+def _backward_from(values: Mapping[str, torch.Tensor], upstream: Upstream
+                   ) -> dict[str, Array]:
+    """``torch.autograd.backward`` from the given values; the upstream as arrays."""
+    given = {}
+    for ref, entry in upstream.items():
+        value = values[ref]
+        given[ref] = np.asarray(entry(tuple(value.shape)) if callable(entry) else entry)
+    wanted = [ref for ref in given if values[ref].requires_grad]
+    if wanted:
+        torch.autograd.backward([values[ref] for ref in wanted],
+                                [torch.from_numpy(given[ref].copy()) for ref in wanted])
+    return given
+
+
 def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = None,
               state: Mapping[str, Array] | None = None, dloss: Any = None,
               noise: Mapping[str, Array] | None = None,
-              net: mirror.TorchGraph | None = None) -> Run:
+              net: mirror.TorchGraph | None = None,
+              grad_at_output: Upstream | None = None) -> Run:
     """One pass of the PyTorch mirror; every value keeps its gradient. Without ``net``, the
     mirror is lent by :func:`reference.core.mirror.lend` (reset modules of an earlier case of the
-    same structure)."""
+    same structure). With ``grad_at_output``, backward from those values instead of a loss
+    (each entry an array, or a :data:`Draw` called with the value's shape)."""
     if net is None:
         net = mirror.lend(spec, params, state)
     else:
@@ -119,16 +165,20 @@ def run_torch(spec: Spec, data: Data, *, params: Mapping[str, Array] | None = No
     for value in [*values.values(), *edges.values()]:
         if value.requires_grad:
             value.retain_grad()
-    loss = net.loss_fn(values[spec.output], torch.from_numpy(data.y), **net.loss_options)
-    if dloss is None:
-        dloss = default_dloss(spec, tuple(loss.shape))
-    loss.backward(torch.from_numpy(np.asarray(dloss, dtype=spec.dtype)))
+    loss, given = None, None
+    if grad_at_output is None:
+        loss = net.loss_fn(values[spec.output], torch.from_numpy(data.y), **net.loss_options)
+        if dloss is None:
+            dloss = default_dloss(spec, tuple(loss.shape))
+        loss.backward(torch.from_numpy(np.asarray(dloss, dtype=spec.dtype)))
+    else:
+        given = _backward_from(values, grad_at_output)
     return Run(
-        loss=loss.detach().numpy(),
+        loss=None if loss is None else loss.detach().numpy(),
         values={k: v.detach().numpy() for k, v in values.items()},
         grad_at={k: _numpy(v.grad, v) for k, v in values.items()},
         param_grads={k: _numpy(p.grad, p) for k, p in net.named_slots("params").items()},
         state={k: b.detach().numpy().copy() for k, b in net.named_slots("state").items()},
         grad_in={k: _numpy(v.grad, v) for k, v in edges.items()},
-        dloss=dloss,
+        dloss=dloss, grad_at_output=given,
     )

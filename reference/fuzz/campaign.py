@@ -84,11 +84,13 @@ def kink_straddle(spec: Spec, data: Data, record: ComparisonRecord) -> str:
     rounding alone) can a straddle explain a gradient mismatch. ``record`` must keep
     values (``keep_values=True``). For a loss with a kink the variable is ``x - y``.
     """
-    if not all(t.passed for t in record.tensors if t.name.startswith("forward")):
+    names = [(t, t.tensor_name) for t in record.tensors]
+    forward = [(t, name) for t, name in names if name.stage == "forward"]
+    if not all(t.passed for t, _ in forward):
         return ""
-    values = {(t.node or t.name.removeprefix("forward: ")): (
-        np.asarray(t.manual, dtype=np.float64), np.asarray(t.reference, dtype=np.float64))
-        for t in record.tensors if t.name.startswith("forward: ") and t.name != "forward: loss"}
+    values = {name.ref: (np.asarray(t.manual, dtype=np.float64),
+                         np.asarray(t.reference, dtype=np.float64))
+              for t, name in forward if name.ref != "loss"}
     for node in spec.nodes:
         op = ACTIVATIONS.get(node.type)
         if op is None or node.inputs[0] not in values:  # a graph input: both engines alike
@@ -288,7 +290,9 @@ class CampaignRecord:
             return
         by_op = _tensor_ops(case.spec)
         for t in outcome.record.tensors:
-            op = by_op.get(t.name)
+            tensor = t.tensor_name
+            plain = tensor.step is None and tensor.check is None and not tensor.slot
+            op = by_op.get((tensor.stage, tensor.node)) if plain else None
             if op is None:
                 continue
             entry = self.largest_error.setdefault(op, {}).setdefault(case.spec.dtype, OpError())
@@ -302,11 +306,13 @@ def _bump(counter: dict[str, int], key: str) -> None:
     counter[key] = counter.get(key, 0) + 1
 
 
-def _tensor_ops(spec: Spec) -> dict[str, str]:
-    """Which op each compared tensor belongs to: a layer's output, or the loss."""
-    out = {f"forward: layers.{i}": layer.type for i, layer in enumerate(spec.layers)}
-    out |= {f"backward: layers.{i}": layer.type for i, layer in enumerate(spec.layers)}
-    out |= {"forward: loss": spec.loss.type, "backward: output": spec.loss.type}
+def _tensor_ops(spec: Spec) -> dict[tuple[str, str], str]:
+    """Which op each compared tensor, by (stage, node), belongs to: a chain layer's output or
+    the gradient at it, or the loss (its value, and the gradient at the network's output)."""
+    layers = {node.name: node.type for node in spec.nodes} if spec.chain else {}
+    out = {(stage, name): kind for name, kind in layers.items()
+           for stage in ("forward", "backward")}
+    out |= {("forward", "loss"): spec.loss.type, ("backward", "output"): spec.loss.type}
     return out
 
 

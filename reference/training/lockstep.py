@@ -116,14 +116,14 @@ def _manual_pass(spec: Spec, net: manual.Network, x: Array, y: Array,
     """The manual engine on one batch: its output, loss and (fresh) parameter gradients."""
     net.zero_grad()  # the network accumulates, as PyTorch's .grad does
     run = run_manual(spec, Data(x, y), noise=noise, net=net)
-    return run.values[spec.output], run.loss, run.param_grads
+    return run.values[spec.output], run.loss_value(), run.param_grads
 
 
 def _torch_pass(spec: Spec, net: mirror.TorchGraph, x: Array, y: Array,
                 noise: Mapping[str, Array] | None = None) -> tuple[Array, Array]:
     """PyTorch on one batch: its output and loss, the gradients left in ``.grad``."""
     run = run_torch(spec, Data(x, y), noise=noise, net=net)
-    return run.values[spec.output], run.loss
+    return run.values[spec.output], run.loss_value()
 
 
 def _load(net: manual.Network, params: Mapping[str, Array]) -> None:

@@ -10,7 +10,6 @@ Whole training runs in lockstep are in :mod:`reference.training.lockstep`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from manual.optim.registry import OPTIMIZERS, SCHEDULES, OptimInfo, ScheduleInfo
 from manual.random import stream
 from manual.registry import Tolerance
 from reference.core.compare import compare_arrays
+from reference.core.engine import resolve
 from reference.core.records import ComparisonRecord, TensorComparison
 
 #: The parameters that the per-step conformance steps: an MLP's, 4 -> 5 -> 3.
@@ -49,20 +49,15 @@ def schedule_info(schedule: str | ScheduleInfo | None) -> ScheduleInfo | None:
     return SCHEDULES[schedule]
 
 
-def _resolve(dotted: str) -> Any:
-    module, _, attribute = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), attribute)
-
-
 def torch_optimizer(info: OptimInfo, params: Any, options: Mapping[str, Any]
                     ) -> torch.optim.Optimizer:
     """The ``torch.optim`` mirror of ``info`` on ``params``, single-tensor path."""
-    return _resolve(info.torch)(params, foreach=False, **options)
+    return resolve(info.torch)(params, foreach=False, **options)
 
 
 def torch_scheduler(info: ScheduleInfo, optimizer: torch.optim.Optimizer,
                     options: Mapping[str, Any]) -> Any:
-    return _resolve(info.torch)(optimizer, **options)
+    return resolve(info.torch)(optimizer, **options)
 
 
 def _missing(name: str, side: str, tolerance: Tolerance) -> TensorComparison:

@@ -17,7 +17,7 @@ from manual.layers import LAYERS
 from manual.ops import attention as att
 from manual.ops import recurrent as rec
 from manual.random import stream
-from reference.conformance.recurrent_check import compare_sample
+from reference.core.driver import LayerSample, compare_layer
 from reference.zoo.core import Mutant
 
 Array = Any
@@ -97,7 +97,9 @@ RECURRENT_MUTANTS: tuple[Mutant, ...] = (
 
 
 def layer_kill(mutant: Mutant, dtype: str = "float64", seed: int = 0) -> list[str]:
-    """``"<layer>/<sample>: <first disagreement>"`` for every sample that catches ``mutant``."""
+    """``"<layer>/<sample>: <first disagreement>"`` for every sample that catches ``mutant``
+    (the layer driver, :func:`reference.core.driver.compare_layer`, with a random upstream at
+    every output)."""
     caught = []
     with mutant.inject():
         for name in mutant.ops:
@@ -105,8 +107,10 @@ def layer_kill(mutant: Mutant, dtype: str = "float64", seed: int = 0) -> list[st
             if info.samples is None:
                 raise ValueError(f"mutant {mutant.name}: layer {name} has no samples to run on")
             for sample in info.samples(stream(seed, "zoo", name), dtype):
-                failures = compare_sample(info, sample, dtype, seed=seed,
-                                          equal_nan=sample.name.endswith("_nan"))
-                if failures:
-                    caught.append(f"{name}/{sample.name}: {failures[0]}")
+                record = compare_layer(info, LayerSample(sample.inputs, sample.options), dtype,
+                                       seed=seed, equal_nan=sample.name.endswith("_nan"))
+                if not record.passed:
+                    first = record.failures[0]
+                    caught.append(f"{name}/{sample.name}: {first.name}: "
+                                  f"{first.problem or f'err/tol {first.tolerance_ratio:.3g}'}")
     return caught

@@ -33,7 +33,7 @@ import numpy as np
 from manual import clip
 from manual import init as initializers
 from manual.layers import LAYERS
-from manual.ops.recurrent import recurrent_backward, recurrent_forward
+from manual.ops.recurrent import recurrent_forward
 from manual.random import stream
 
 Engine = Literal["manual", "torch"]
@@ -75,45 +75,45 @@ class Backprop(NamedTuple):
     dparams: dict[str, np.ndarray]
 
 
-def _backprop(mode: str, params: dict[str, np.ndarray], x: np.ndarray, upstream: np.ndarray,
+def _backprop(layer: str, params: dict[str, np.ndarray], x: np.ndarray, upstream: np.ndarray,
               engine: Engine, max_norm: float | None = None) -> Backprop:
     """:math:`\\bar x` (batch first) and the parameter gradients for
     :math:`L = \\langle u, h_T\\rangle` in one engine, clipped by that engine's own
-    ``clip_grad_norm`` when ``max_norm`` is given: the one place to rewire to
-    ``reference.core.run``."""
+    ``clip_grad_norm`` when ``max_norm`` is given. The layer is the registry's ``layer`` (its
+    defaults: tanh, batch first) as a one-node spec, run by the layer driver's pair with the
+    upstream given at ``output`` (:mod:`reference.core.driver`)."""
+    import torch
+
+    from reference.core.driver import LayerPair, LayerSample, layer_case, output_refs
+    from reference.core.run import run_manual
+
     d_output = np.zeros((*x.shape[:2], upstream.shape[-1]), x.dtype)
     d_output[:, -1] = upstream
+    sample = LayerSample([x], {"hidden_size": params["weight_hh_l0"].shape[1]}, params=params,
+                         upstream={"output": d_output})
+    case = layer_case(layer, sample, str(x.dtype))
+    pair, node = LayerPair(case), case.node.name
     if engine == "manual":
-        _, cache = recurrent_forward(x, params, mode=mode, batch_first=True)  # type: ignore[arg-type]
-        d_h_n = np.zeros((1, *upstream.shape), x.dtype)
-        dx, _, _, dparams = recurrent_backward((d_output, d_h_n, None), cache)
+        run = run_manual(case.spec, case.data, net=pair.mine,
+                         grad_at_output={output_refs(case.node)["output"]: d_output})
+        dparams = pair.mine.modules[node].grads
         before = clip.total_norm(dparams)
         if max_norm is not None:
             clip.clip_grad_norm(dparams, max_norm)
-        return Backprop(dx, before, clip.total_norm(dparams), dparams)
-    import torch
+        return Backprop(run.grad_at["x"], before, clip.total_norm(dparams), dict(dparams))
+    run = pair.reference()
+    module = pair.torch.graph_nodes[0]
 
-    hidden = params["weight_hh_l0"].shape[1]
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(mode, torch.nn.RNN)
-    kwargs = {"nonlinearity": "tanh"} if mode == "rnn_tanh" else {}
-    module = cls(x.shape[-1], hidden, batch_first=True, dtype=torch.float64, **kwargs)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.from_numpy(params[name]))
-    tx = torch.tensor(x, requires_grad=True)
-    module(tx)[0].backward(torch.from_numpy(d_output))
-    assert tx.grad is not None
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    before = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
-                                                         for g in grads])))
+    def total() -> float:
+        return float(torch.linalg.vector_norm(torch.stack([
+            torch.linalg.vector_norm(p.grad) for p in module.parameters() if p.grad is not None])))
+
+    before = total()
     if max_norm is not None:
         torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
-    after = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
-                                                        for p in module.parameters()
-                                                        if p.grad is not None])))
     dparams = {name: p.grad.numpy().copy() for name, p in module.named_parameters()
                if p.grad is not None}
-    return Backprop(tx.grad.numpy(), before, after, dparams)
+    return Backprop(run.grad_at["x"], before, total(), dparams)
 
 
 def decay_rate(norms: np.ndarray) -> float:
@@ -153,10 +153,10 @@ def gradient_through_time(layer: str, *, engine: Engine, spectral_norm: float | 
     """Measure :math:`\\|\\bar x_t\\|` for ``rnn`` (tanh, ``spectral_norm`` required) or
     ``lstm``/``gru`` (default init; ``forget_bias`` added to the ``bias_ih_l0`` block of the
     LSTM's forget gate or the GRU's update gate) on small random inputs, in float64."""
-    mode, params, x, upstream = setup(layer, spectral_norm=spectral_norm, length=length,
-                                      hidden=hidden, batch=batch, input_scale=input_scale,
-                                      forget_bias=forget_bias, seed=seed)
-    dx = _backprop(mode, params, x, upstream, engine).dx
+    _, params, x, upstream = setup(layer, spectral_norm=spectral_norm, length=length,
+                                   hidden=hidden, batch=batch, input_scale=input_scale,
+                                   forget_bias=forget_bias, seed=seed)
+    dx = _backprop(layer, params, x, upstream, engine).dx
     norms = np.linalg.norm(dx, axis=-1).mean(axis=0)
     bound = spectral_norm if layer == "rnn" else None
     return ThroughTime(layer, engine, spectral_norm, tuple(float(n) for n in norms),
@@ -283,7 +283,7 @@ def _series(layer: str, parameter: float, size: Size, seed: int) -> tuple[Series
                                forget_bias=0.0 if rnn else parameter, length=size.length,
                                hidden=size.hidden, batch=size.batch, input_scale=INPUT_SCALE,
                                seed=seed)
-    per_sample = {e: np.linalg.norm(_backprop(mode, params, x, u, e).dx, axis=-1)
+    per_sample = {e: np.linalg.norm(_backprop(layer, params, x, u, e).dx, axis=-1)
                   for e in ENGINES}
     norms = {e: v.mean(axis=0) for e, v in per_sample.items()}
     rates: dict[str, float] = {e: decay_rate(n) for e, n in norms.items()}
@@ -311,10 +311,10 @@ def _series(layer: str, parameter: float, size: Size, seed: int) -> tuple[Series
 
 
 def _clipping(spectral_norm: float, size: Size, seed: int) -> tuple[Clipping, list[Check]]:
-    mode, params, x, u = setup("rnn", spectral_norm=spectral_norm, length=size.length,
-                               hidden=size.hidden, batch=size.batch, input_scale=INPUT_SCALE,
-                               seed=seed)
-    runs = {e: _backprop(mode, params, x, u, e, max_norm=MAX_NORM) for e in ENGINES}
+    _, params, x, u = setup("rnn", spectral_norm=spectral_norm, length=size.length,
+                            hidden=size.hidden, batch=size.batch, input_scale=INPUT_SCALE,
+                            seed=seed)
+    runs = {e: _backprop("rnn", params, x, u, e, max_norm=MAX_NORM) for e in ENGINES}
     # Per tensor ‖manual − torch‖ / ‖torch‖: single elements near zero carry the rounding of
     # a sum of exploding terms, not a wrong gradient.
     diff = max(float(np.linalg.norm(runs["manual"].dparams[k] - g) / np.linalg.norm(g))

@@ -20,6 +20,7 @@ the inputs sit at :math:`q^*`), fitted the same way. Negative is vanishing."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 import manual
+from manual.data import Data
 from manual.random import stream
 from manual.registry import ACTIVATIONS
 from reports.experiments import meanfield
@@ -245,41 +247,41 @@ def _trace(blocks: tuple[BlockNodes, ...], values: Mapping[str, np.ndarray],
                  grad_out=[grads[b.out] for b in blocks])
 
 
-def run_manual(built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
+def run_engine(engine: str, built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
                projection: np.ndarray, clip: float | None = None) -> Trace:
-    r"""The manual engine: forward, then backward from :math:`\partial L/\partial a_L = P`."""
-    from manual.clip import clip_grad_norm
+    r"""One engine (``manual`` or ``torch``) through the runner
+    (:mod:`reference.core.run`): forward, then backward from
+    :math:`\partial L/\partial a_L = P` given at the output, the parameter gradients clipped
+    to ``clip`` by that engine's own ``clip_grad_norm``."""
+    from reference.core.run import run_manual, run_torch
 
-    net = manual.build(built.spec, {k: v.copy() for k, v in params.items()})
-    net.forward(x.copy())
-    net.backward_from(projection.copy())
-    if clip is not None:
-        clip_grad_norm(net.named_grads(), clip)
-    return _trace(built.blocks, net.values, net.grad_at, net.named_grads())
+    spec = built.spec
+    data = Data(x, np.zeros(0, dtype=x.dtype))
+    upstream = {spec.output: projection}
+    if engine == "manual":
+        net = manual.build(spec, {k: v.copy() for k, v in params.items()})
+        run = run_manual(spec, data, net=net, grad_at_output=upstream)
+        if clip is not None:
+            from manual.clip import clip_grad_norm
 
-
-def run_torch(built: Built, params: Mapping[str, np.ndarray], x: np.ndarray,
-              projection: np.ndarray, clip: float | None = None) -> Trace:
-    """PyTorch autograd on the same spec, parameters, inputs and projection."""
+            clip_grad_norm(net.named_grads(), clip)
+        return _trace(built.blocks, run.values, run.grad_at, net.named_grads())
     import torch
 
     from reference.core import mirror
 
-    spec = built.spec
-    net = mirror.build(spec, params)
-    values, _ = net({spec.inputs[0].name: torch.from_numpy(x.copy())})
-    for value in values.values():
-        if value.requires_grad:
-            value.retain_grad()
-    (values[spec.output] * torch.from_numpy(projection)).sum().backward()
+    mirrored = mirror.build(spec, params)
+    run = run_torch(spec, data, net=mirrored, grad_at_output=upstream)
+    grads = run.param_grads
     if clip is not None:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    return _trace(built.blocks, {k: v.detach().numpy() for k, v in values.items()},
-                  {k: np.asarray(v.grad) for k, v in values.items() if v.grad is not None},
-                  {k: np.asarray(p.grad) for k, p in net.named_slots("params").items()})
+        torch.nn.utils.clip_grad_norm_(mirrored.parameters(), clip)
+        grads = {k: p.grad.numpy().copy() for k, p in mirrored.named_slots("params").items()
+                 if p.grad is not None}
+    return _trace(built.blocks, run.values, run.grad_at, grads)
 
 
-ENGINES: Mapping[str, Callable[..., Trace]] = {"manual": run_manual, "torch": run_torch}
+ENGINES: Mapping[str, Callable[..., Trace]] = {
+    engine: functools.partial(run_engine, engine) for engine in ("manual", "torch")}
 
 
 def saturated_fraction(activation: str, a: np.ndarray) -> float | None:
