@@ -22,7 +22,8 @@ from reference.checks.cases import Case, Labels
 from reference.checks.layer import LayerCheck, Skip
 from reference.checks.network import NetworkCase, check_network
 from reference.checks.suite import LayerCase
-from reference.checks.sweep import Check, LayerResult, check_layer, layer_cases
+from reference.checks.result import LayerResult
+from reference.checks.sweep import Check, check_layer, layer_cases
 
 __all__ = [
     "Case", "Check", "Labels", "LayerCase", "LayerCheck", "LayerResult", "NetworkCase", "Skip",

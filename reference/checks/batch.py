@@ -1,0 +1,79 @@
+"""Which inputs carry the batch: batch size 1 shrinks all of them together, never one alone.
+
+A recurrent step ``rnn_step(x, prev_h, Wx, Wh, b)`` reads the batch in ``x`` *and* in
+``prev_h``; shrinking ``x`` alone to one row makes a case no real caller could make (PyTorch
+broadcasts it, the user's matmul rightly raises). The batch axis is the first input's leading
+axis:
+
+- when its size is a symbol (``"N"``), every input using the symbol shrinks with it (the
+  sweep's sizes do it; nothing to infer);
+- when it is a number, the candidates are the other drawn inputs with the same leading size
+  (not a module's parameters). A weight may share the size by chance (``Wh`` of shape
+  ``(4, 4)`` with a batch of 4), so PyTorch's twin arbitrates: the largest set of candidates
+  with which the twin runs at batch size 1 *and* its batch-sized outputs shrink to one row is
+  the group.
+
+When the twin only runs by broadcasting (its output keeps the full batch whatever shrinks),
+the user declared inputs of different batch sizes: that is said once, and the case is not run
+(:class:`NotRun`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from reference.checks.twin import Skip
+
+# More candidates than this: only all of them, or none, are tried (2^k twin calls otherwise).
+MAX_CANDIDATES = 6
+
+Probe = Callable[[Mapping[str, np.ndarray]], "list[tuple[int, ...]] | None"]
+
+
+class NotRun(Skip):
+    """A special input that the declaration makes impossible to run (said once)."""
+
+
+def subsets(candidates: Sequence[str]) -> list[tuple[str, ...]]:
+    """The candidate sets to try, largest first (all, then all but one, ..., none)."""
+    if len(candidates) > MAX_CANDIDATES:
+        return [tuple(candidates), ()]
+    return [combo for size in range(len(candidates), -1, -1)
+            for combo in itertools.combinations(candidates, size)]
+
+
+def batch_group(first: str, arrays: Mapping[str, np.ndarray], candidates: Sequence[str],
+                probe: Probe) -> list[str]:
+    """The inputs that shrink together at batch size 1 (``first`` always among them).
+
+    ``arrays`` is a full-size draw, ``candidates`` the inputs sharing the first one's leading
+    size, ``probe(arrays)`` the twin's output shapes (``None`` when it raises). Raises
+    :class:`NotRun` when the twin takes batch size 1 only by broadcasting.
+    """
+    lead = arrays[first].shape[0]
+    full = probe(arrays)
+    if full is None:
+        return [first]  # PyTorch rejects the full-size case too: it is skipped anyway
+    batched = [i for i, shape in enumerate(full) if shape and shape[0] == lead]
+    broadcast: list[str] = []
+    for combo in subsets(candidates):
+        group = [first, *combo]
+        shapes = probe({n: a[:1] if n in group else a for n, a in arrays.items()})
+        if shapes is None:
+            continue
+        if all(shapes[i] and shapes[i][0] == 1 for i in batched):
+            return group
+        if not broadcast:
+            broadcast = group
+    if broadcast:
+        others = [n for n in arrays if n not in broadcast and arrays[n].ndim
+                  and arrays[n].shape[0] == lead]
+        shrunk = ", ".join(f"{n} {(1, *arrays[n].shape[1:])}" for n in broadcast)
+        kept = ", ".join(f"{n} {arrays[n].shape}" for n in others) or "the other inputs"
+        raise NotRun(f"batch1 not run: PyTorch's twin takes batch size 1 only by "
+                     f"broadcasting ({shrunk} against {kept}); give every input that carries "
+                     f"the batch the same leading size, or the symbol N")
+    return [first]
