@@ -18,7 +18,7 @@ from reference.checks.adapters import (
     from_object,
     from_scalar_autograd,
 )
-from reference.checks.cases import Case, Labels
+from reference.checks.cases import Case, Labels, Target
 from reference.checks.layer import LayerCheck, Skip
 from reference.checks.network import NetworkCase, check_network
 from reference.checks.suite import LayerCase
@@ -26,7 +26,7 @@ from reference.checks.result import LayerResult
 from reference.checks.sweep import Check, check_layer, layer_cases
 
 __all__ = [
-    "Case", "Check", "Labels", "LayerCase", "LayerCheck", "LayerResult", "NetworkCase", "Skip",
+    "Case", "Check", "Labels", "Target", "LayerCase", "LayerCheck", "LayerResult", "NetworkCase", "Skip",
     "check_layer", "check_network", "from_activation", "from_loss", "from_module",
     "from_object", "from_scalar_autograd", "layer_cases",
 ]

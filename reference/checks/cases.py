@@ -50,8 +50,16 @@ class Labels:
     classes: int
 
 
+@dataclass(frozen=True)
+class Target:
+    """A float input that gets no gradient (a regression loss's target): drawn as a shape is
+    (inside its declared domain, if any), never given a special input."""
+
+    shape: tuple[int | str, ...]
+
+
 Shape = tuple[int | str, ...]
-InputSpec = Shape | np.ndarray | Labels
+InputSpec = Shape | np.ndarray | Labels | Target
 
 
 @dataclass
@@ -101,7 +109,7 @@ def symbols_of(inputs: Mapping[str, InputSpec]) -> list[str]:
     """The symbolic sizes used in ``inputs``' shapes, in order of appearance."""
     found: list[str] = []
     for spec in inputs.values():
-        shape = spec.shape if isinstance(spec, Labels) else spec
+        shape = spec.shape if isinstance(spec, Labels | Target) else spec
         if isinstance(shape, tuple):
             found += [s for s in shape if isinstance(s, str) and s not in found]
     return found
@@ -164,8 +172,9 @@ def draw(name: str, spec: InputSpec, case: Case, *, seed: int, step: str, first:
     rng = stream(seed, "data", f"{name}@{step}" if step else name)
     if isinstance(spec, Labels):
         return rng.integers(0, spec.classes, size=resolve(spec.shape, case.sizes))
-    shape = case.shapes.get(name) or resolve(spec, case.sizes)
-    special = case.special if first else ""
+    target = isinstance(spec, Target)
+    shape = case.shapes.get(name) or resolve(spec.shape if target else spec, case.sizes)
+    special = case.special if first and not target else ""
     if domain is not None:
         return _draw_inside(domain, name, rng, shape, special, kinks, case.dtype)
     values = rng.standard_normal(shape)

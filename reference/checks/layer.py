@@ -73,9 +73,9 @@ class LayerCheck:
         if not inputs:
             raise ValueError("inputs: give at least one input (a shape or an array) by name")
         for key, spec in inputs.items():
-            if not isinstance(spec, tuple | np.ndarray | cs.Labels):
-                raise TypeError(f"inputs[{key!r}]: must be a shape tuple, an array or Labels, "
-                                f"got {type(spec).__name__}")
+            if not isinstance(spec, tuple | np.ndarray | cs.Labels | cs.Target):
+                raise TypeError(f"inputs[{key!r}]: must be a shape tuple, an array, Labels or "
+                                f"Target, got {type(spec).__name__}")
         self.params = dict(params or {})
         if self.params and not isinstance(torch, nn.Module):
             raise ValueError("params: needs torch to be an nn.Module (its parameters' names)")
@@ -108,12 +108,15 @@ class LayerCheck:
         self.names = [*self.inputs, *self.params]
         self.first = next(iter(self.inputs))
         spec = self.inputs[self.first]
-        lead = spec.shape[:1] if isinstance(spec, cs.Labels | np.ndarray) else spec[:1]
+        lead = spec.shape[:1] if isinstance(spec, cs.Labels | cs.Target | np.ndarray) else \
+            spec[:1]
         self.batch_symbol = lead[0] if lead and isinstance(lead[0], str) else None
 
     # -- drawing ---------------------------------------------------------------------
     def differentiable(self, arrays: Mapping[str, np.ndarray]) -> list[str]:
-        return [n for n in self.names if arrays[n].dtype.kind == "f"]
+        """The arrays that get a gradient: floats, not a :class:`~.cases.Target`."""
+        return [n for n in self.names if arrays[n].dtype.kind == "f"
+                and not isinstance(self.inputs.get(n), cs.Target)]
 
     def draw(self, case: cs.Case, step: str = "",
              only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -279,7 +282,7 @@ class LayerCheck:
         if first_call is None:
             first_call = call_forward(self.forward, given, options, len(outputs))
         context = {n: arrays[n] for n in self.inputs}
-        real = [arrays[n].dtype.kind == "f" for n in self.names]
+        real = [n in diff for n in self.names]
         tensors, user_douts, got = user_pass(self.backward, first_call, douts, wants, outputs,
                                              want_grads, diff, real, tolerance, keep_values,
                                              context)

@@ -33,10 +33,12 @@ class LayerResult:
     skipped: list[tuple[cs.Case, str]] = field(default_factory=list)
     outside: list[tuple[cs.Case, str]] = field(default_factory=list)
     not_run: list[tuple[cs.Case, str]] = field(default_factory=list)
+    against: str = "PyTorch"  # what the cases were checked against
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.records)
+        """Every case that ran agrees, and at least one ran (a check of nothing fails)."""
+        return bool(self.records) and all(r.passed for r in self.records)
 
     @property
     def failures(self) -> list[tuple[cs.Case, ComparisonRecord]]:
@@ -91,12 +93,17 @@ class LayerResult:
         or ``your configuration passes; 3 neighbours fail: pad=0: <tensor>: <problem>``."""
         own = [c for c in self.cases if not c.neighbour]
         total, extras, near = len(own), self._extras(), self._near_text()
+        if not self.records:
+            first = next(iter(self.skipped + self.outside + self.not_run), None)
+            why = f": {first[0].label()}: {first[1]}" if first else ""
+            return f"{self.subject}: no case ran{extras}{why}"
+
         if not self.failures:
             if near:
                 return f"{self.subject}: your configuration passes{extras}; {near}"
             count = len(self.cases) - total
             also = f" and {count} neighbours" if count else ""
-            return f"{self.subject}: all {total} cases{also} agree with PyTorch{extras}"
+            return f"{self.subject}: all {total} cases{also} agree with {self.against}{extras}"
         # Per tensor, how many cases it fails in ("step 2: state: v" counts as "state: v").
         counts = Counter(name for _, r in self.failures
                          for name in dict.fromkeys(str(replace(t.tensor_name, step=None))

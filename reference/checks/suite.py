@@ -51,6 +51,6 @@ class LayerCase:
 
 def _integer(layer: LayerCheck, name: str) -> bool:
     spec = layer.inputs.get(name)
-    if isinstance(spec, cs.Labels):
+    if isinstance(spec, cs.Labels | cs.Target):
         return True
     return spec is not None and not isinstance(spec, tuple) and spec.dtype.kind != "f"

@@ -36,7 +36,7 @@ def input_size(check: LayerCheck, case: cs.Case) -> int:
         if isinstance(spec, np.ndarray):
             total += spec.size
         else:
-            shape = spec.shape if isinstance(spec, cs.Labels) else spec
+            shape = spec.shape if isinstance(spec, cs.Labels | cs.Target) else spec
             total += int(np.prod(case.shapes.get(name) or cs.resolve(shape, case.sizes)))
     return total
 
@@ -61,9 +61,9 @@ def neighbour_cases(check: LayerCheck, sweep: Mapping[str, Sequence[Any]] | None
     options = {k: v for k, v in {**check.options, **base}.items() if k not in sweep}
     shapes: dict[str, tuple[int, ...] | None] = {}
     for name, spec in check.inputs.items():
-        shape = spec.shape if isinstance(spec, np.ndarray | cs.Labels) else spec
+        shape = spec.shape if isinstance(spec, np.ndarray | cs.Labels | cs.Target) else spec
         symbolic = any(isinstance(d, str) and d not in sizes for d in shape)
-        shapes[name] = None if symbolic or isinstance(spec, cs.Labels) else \
+        shapes[name] = None if symbolic or isinstance(spec, cs.Labels | cs.Target) else \
             cs.resolve(shape, sizes)
     dtype = "float64" if "float64" in dtypes else dtypes[0]
     return [cs.Case(dtype, dict(sizes), {**base, **n.overrides}, "", n.shapes, n.label)
