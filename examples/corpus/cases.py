@@ -22,7 +22,7 @@ import norm
 import recurrent as rnn
 import scalar
 from reference.checks import (
-    Labels, LayerCase, Target, course, from_loss, from_scalar_autograd,
+    Labels, LayerCase, Target, course, from_loss, from_scalar_autograd, from_scalar_model,
 )
 from reference.checks.dropout import DropoutCase
 from reference.checks.model import ModelCase
@@ -36,8 +36,8 @@ SEQ = {"x": (3, 5, 10), "h0": (3, 4), "Wx": (10, 4), "Wh": (4, 4), "b": (4,)}
 LSTM_STEP = {"x": (3, 10), "prev_h": (3, 4), "prev_c": (3, 4), "Wx": (10, 16), "Wh": (4, 16),
              "b": (16,)}
 LSTM_SEQ = {"x": (3, 5, 10), "h0": (3, 4), "Wx": (10, 16), "Wh": (4, 16), "b": (16,)}
-DROPOUT = {"inputs": {"x": (100, 50)}, "options": {"dropout_param": {"p": 0.6, "mode": "train"}},
-           "keep": 0.6}
+DROPOUT = {"inputs": {"x": (100, 50)},
+           "options": {"dropout_param": {"p": 0.6, "mode": "train", "seed": 0}}, "keep": 0.6}
 BN = {"torch": nn.BatchNorm1d(5, momentum=0.1), "inputs": {"x": (8, 5)},
       "params": {"gamma": "weight", "beta": "bias"},
       "options": {"bn_param": {"mode": "train", "momentum": 0.9}},
@@ -91,19 +91,15 @@ def seed_model(backward):
 
 MLP = scalar.MLP(3, [4, 4, 1])
 XM, YM = rng.standard_normal((4, 3)), rng.standard_normal(4)
-
-
-def mlp_read(field):
-    return {f"{k}{i}": np.array([[getattr(w, field) for w in n.w] if k == "W" else
-                                 getattr(n.b, field) for n in layer.neurons])
-            for i, layer in enumerate(MLP.layers) for k in "Wb"}
+MLP_VALUES = {f"{k}{i}": [n.w if k == "W" else n.b for n in layer.neurons]
+              for i, layer in enumerate(MLP.layers) for k in "Wb"}
 
 
 def mlp_loss(X, y):
     MLP.zero_grad()
     loss = sum(((MLP(list(x))[0] - t) ** 2 for x, t in zip(X, y)), scalar.Value(0)) * 0.25
     loss.backward()
-    return loss.data, mlp_read("grad")
+    return loss
 
 
 def mlp_twin(p, X, y):
@@ -212,7 +208,7 @@ CASES = [
               params=SEED_W),
     ModelCase("seed_net_bug", seed_model(models.seed_backward_bug), (XS, YS), torch=seed_twin,
               params=SEED_W),
-    ModelCase("micrograd_mlp", mlp_loss, (XM, YM), torch=mlp_twin, params=mlp_read("data")),
+    ModelCase("micrograd_mlp", from_scalar_model(mlp_loss, MLP_VALUES), (XM, YM), torch=mlp_twin),
 ]
 
 # None: a correct layer (it must pass); a string: a piece of the message naming the bug.

@@ -1,5 +1,6 @@
 """Inverted dropout as a course solution writes it, and two planted bugs (written for this
-project's corpus). ``dropout_param = {"p": keep probability, "mode": "train" | "test"}``.
+project's corpus). ``dropout_param = {"p": keep probability, "mode": "train" | "test",
+"seed": s}`` (the seed makes the student's mask repeatable, as the course's is).
 
 - ``dropout_forward_per_feature`` draws one mask of shape (D,) for the whole batch;
 - ``dropout_forward_not_inverted`` forgets to divide the kept values by p.
@@ -9,13 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-_rng = np.random.default_rng(1234)  # a student's own generator: the harness never sees it
-
-
 def dropout_forward(x, dropout_param):
     p, mode = dropout_param["p"], dropout_param["mode"]
     if mode == "train":
-        mask = (_rng.random(x.shape) < p) / p
+        rng = np.random.default_rng(dropout_param.get("seed"))
+        mask = (rng.random(x.shape) < p) / p
         out = (x * mask).astype(x.dtype)
     else:
         mask, out = None, x.copy()
@@ -32,7 +31,8 @@ def dropout_backward(dout, cache):
 def dropout_forward_per_feature(x, dropout_param):
     p, mode = dropout_param["p"], dropout_param["mode"]
     if mode == "train":
-        mask = (_rng.random(x.shape[1:]) < p) / p  # BUG: one mask shared by every row
+        rng = np.random.default_rng(dropout_param.get("seed"))
+        mask = (rng.random(x.shape[1:]) < p) / p  # BUG: one mask shared by every row
         return (x * mask).astype(x.dtype), (dropout_param, mask)
     return x.copy(), (dropout_param, None)
 
@@ -40,7 +40,8 @@ def dropout_forward_per_feature(x, dropout_param):
 def dropout_forward_not_inverted(x, dropout_param):
     p, mode = dropout_param["p"], dropout_param["mode"]
     if mode == "train":
-        mask = _rng.random(x.shape) < p  # BUG: kept values are not divided by p
+        rng = np.random.default_rng(dropout_param.get("seed"))
+        mask = rng.random(x.shape) < p  # BUG: kept values are not divided by p
         return (x * mask).astype(x.dtype), (dropout_param, mask)
     return x.copy(), (dropout_param, None)
 
