@@ -81,7 +81,7 @@ def from_object(make: Callable[[], Any] | Any, params: Sequence[str] = (), *,
     """
     names = list(params)
     label = getattr(make, "__name__", None) or type(make).__name__
-    if hasattr(make, "forward") and hasattr(make, "backward"):
+    if not isinstance(make, type) and hasattr(make, "forward") and hasattr(make, "backward"):
         instance = make
 
         def make() -> Any:  # a fresh copy per call
