@@ -38,11 +38,15 @@ class Domain:
     lo: float = -np.inf
     hi: float = np.inf
 
+    @property
+    def bounded(self) -> bool:
+        return bool(np.isfinite(self.lo) and np.isfinite(self.hi))
+
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...], name: str) -> np.ndarray:
         """Values inside the domain: uniform on a bounded interval, normal (folded onto the
         positive side for ``lo >= 0``) elsewhere, anything outside drawn again."""
         def one(count: int) -> np.ndarray:
-            if np.isfinite(self.lo) and np.isfinite(self.hi):
+            if self.bounded:
                 return rng.uniform(self.lo, self.hi, size=count)
             values = rng.standard_normal(count)
             return np.abs(values) + self.lo if self.lo >= 0 and np.isfinite(self.lo) else values
@@ -54,11 +58,13 @@ class Domain:
              ) -> np.ndarray:
         """``values`` with those outside the domain replaced by draws of ``again``."""
         values = np.array(values, dtype=np.float64).reshape(-1)
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             out = ~np.asarray(self.inside(values), dtype=bool)
             if not out.any():
                 return values
-            values[out] = again(int(out.sum()))
+            # Widen an unbounded draw every ten rounds: a set in the tails (x > 2) is reached.
+            wider = 1.0 if self.bounded else 2.0 ** (round_ // 10)
+            values[out] = again(int(out.sum())) * wider
         raise ValueError(f"domain[{name!r}]: no values inside {self.label} after {ROUNDS} "
                          "rounds of drawing")
 
@@ -73,7 +79,7 @@ class Domain:
     def extreme(self, values: np.ndarray, rng: np.random.Generator, name: str) -> np.ndarray:
         """The extreme draw (uniform in ±E) kept inside: mirrored where that is inside, the
         ends of a bounded interval for one, inside draws for what is left."""
-        if np.isfinite(self.lo) and np.isfinite(self.hi):
+        if self.bounded:
             width = self.hi - self.lo
             near = rng.uniform(1e-4 * width, 1e-3 * width, size=values.shape)
             ends = np.where(rng.random(values.shape) < 0.5, self.lo + near, self.hi - near)

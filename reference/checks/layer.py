@@ -184,9 +184,9 @@ class LayerCheck:
         return module
 
     def probe(self, arrays: Mapping[str, np.ndarray], options: Mapping[str, Any]
-              ) -> list[tuple[int, ...]] | None:
-        """The shapes of the twin's outputs on ``arrays`` (float64, no gradient), or ``None``
-        when it raises."""
+              ) -> list[np.ndarray] | None:
+        """The twin's outputs on ``arrays`` (float64, no gradient), or ``None`` when it
+        raises."""
         reference = self.reference_for(cs.Case("float64"))
         tensors = [torch.from_numpy(np.array(arrays[n], copy=True)) for n in self.inputs]
         extra: dict[str, Any] = {}
@@ -204,7 +204,8 @@ class LayerCheck:
         except Exception:
             return None
         outs = out if isinstance(out, tuple | list) else (out,)
-        return [tuple(np.shape(o)) for o in outs]
+        return [np.asarray(o.detach().numpy() if isinstance(o, torch.Tensor) else o)
+                for o in outs]
 
     def outputs_for(self, arrays: Mapping[str, np.ndarray], options: Mapping[str, Any]
                     ) -> tuple[str, ...]:
