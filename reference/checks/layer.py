@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -197,8 +198,9 @@ class LayerCheck:
             if isinstance(result, BaseException):
                 return None
             extra = self.noise_extra(result[1])
-        try:
-            with torch.no_grad():
+        try:  # a probe may broadcast on purpose: what PyTorch warns about is not the user's
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 out = reference(*tensors) if isinstance(reference, nn.Module) else \
                     reference(*tensors, **torch_options(options), **extra)
         except Exception:
