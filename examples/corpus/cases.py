@@ -8,21 +8,27 @@ the planted bugs). Each declaration is the whole glue a user writes for that lay
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 import conv
 import dropout as do
 import embedding as emb
 import layers as ly
 import models
 import norm
+import numpy as np
 import recurrent as rnn
 import scalar
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from reference.checks import (
-    Labels, LayerCase, Target, course, from_loss, from_scalar_autograd, from_scalar_model,
+    Labels,
+    LayerCase,
+    Target,
+    course,
+    from_loss,
+    from_scalar_autograd,
+    from_scalar_model,
 )
 from reference.checks.dropout import DropoutCase
 from reference.checks.model import ModelCase
@@ -96,10 +102,7 @@ MLP_VALUES = {f"{k}{i}": [n.w if k == "W" else n.b for n in layer.neurons]
 
 
 def mlp_loss(X, y):
-    MLP.zero_grad()
-    loss = sum(((MLP(list(x))[0] - t) ** 2 for x, t in zip(X, y)), scalar.Value(0)) * 0.25
-    loss.backward()
-    return loss
+    return sum(((MLP(list(x))[0] - t) ** 2 for x, t in zip(X, y, strict=True)), 0.0) * 0.25
 
 
 def mlp_twin(p, X, y):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def dropout_forward(x, dropout_param):
     p, mode = dropout_param["p"], dropout_param["mode"]
     if mode == "train":

@@ -57,8 +57,7 @@ def layernorm_backward(dout, cache):
 
 
 def _channels_last(x):
-    n, c, h, w = x.shape
-    return x.transpose(0, 2, 3, 1).reshape(-1, c)
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
 def _channels_first(flat, shape):
@@ -89,8 +88,7 @@ def spatial_batchnorm_per_pixel(x, gamma, beta, eps=1e-5):
 
 
 def groupnorm_forward(x, gamma, beta, groups, eps=1e-5):
-    n, c, h, w = x.shape
-    grouped = x.reshape(n, groups, -1)
+    grouped = x.reshape(len(x), groups, -1)
     mean = grouped.mean(axis=2, keepdims=True)
     std = np.sqrt(grouped.var(axis=2, keepdims=True) + x.dtype.type(eps))
     xhat = ((grouped - mean) / std).reshape(x.shape)

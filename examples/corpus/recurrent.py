@@ -32,7 +32,7 @@ def rnn_step_backward(dnext_h, cache):
 
 
 def rnn_step_backward_bug(dnext_h, cache):
-    x, prev_h, Wx, Wh, next_h = cache
+    x, prev_h, Wx, Wh, _ = cache
     da = dnext_h  # BUG: tanh' is missing
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 

@@ -99,7 +99,7 @@ class Neuron:
         self.b, self.relu = Value(0.1 * rng.uniform(-1, 1)), relu
 
     def __call__(self, x):
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        act = sum((wi * xi for wi, xi in zip(self.w, x, strict=True)), self.b)
         return act.relu() if self.relu else act
 
 

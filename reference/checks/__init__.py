@@ -27,8 +27,8 @@ from reference.checks.dropout import DropoutCase, check_dropout
 from reference.checks.layer import LayerCheck, Skip
 from reference.checks.model import ModelCase, check_model
 from reference.checks.network import NetworkCase, check_network
-from reference.checks.suite import LayerCase
 from reference.checks.result import LayerResult
+from reference.checks.suite import LayerCase
 from reference.checks.sweep import Check, check_layer, layer_cases
 
 __all__ = [

@@ -154,31 +154,35 @@ def from_scalar_autograd(f: Callable[..., Any], value: Callable[[float], Any], *
 
 class ScalarModel:
     """A model on scalar autograd values as ``check_network`` takes one: ``params`` (arrays
-    of the values' ``data``) and ``loss(X, y) -> (loss, grads)`` (arrays of their ``grad``
-    after the user's ``loss(X, y)`` ran ``backward()``)."""
+    of the values' ``data``) and ``loss(X, y) -> (loss, grads)``: every named value's
+    ``grad`` set to 0, the user's ``loss(X, y)`` built, its ``backward()`` called, and the
+    ``grad`` of each read back as arrays."""
 
     def __init__(self, loss: Callable[[Any, Any], Any], values: Mapping[str, Any],
                  data: str, grad: str) -> None:
         self._loss, self._values, self._data, self._grad = loss, dict(values), data, grad
         self.__name__ = getattr(loss, "__name__", "model")
 
-    def _read(self, field: str) -> dict[str, np.ndarray]:
-        read = np.frompyfunc(lambda v: getattr(v, field), 1, 1)
-        return {name: np.asarray(read(np.asarray(v, dtype=object)), dtype=np.float64)
+    def _each(self, action: Callable[[Any], Any]) -> dict[str, np.ndarray]:
+        apply = np.frompyfunc(action, 1, 1)
+        return {name: np.asarray(apply(np.asarray(v, dtype=object)), dtype=np.float64)
                 for name, v in self._values.items()}
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        return self._read(self._data)
+        return self._each(lambda v: getattr(v, self._data))
 
     def loss(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        self._each(lambda v: setattr(v, self._grad, 0.0) or 0.0)
         value = self._loss(X, y)
-        return float(getattr(value, self._data)), self._read(self._grad)
+        value.backward()
+        return float(getattr(value, self._data)), self._each(lambda v: getattr(v, self._grad))
 
 
 def from_scalar_model(loss: Callable[[Any, Any], Any], values: Mapping[str, Any], *,
                       data: str = "data", grad: str = "grad") -> ScalarModel:
-    """A micrograd-style model for ``check_network``: ``loss(X, y)`` builds the loss value and
-    calls its ``backward()`` (zeroing the gradients first); ``values`` names the parameters
-    as nested lists of values (``{"W0": [n.w for n in layer0.neurons], ...}``)."""
+    """A micrograd-style model for ``check_network``: ``loss(X, y)`` returns the loss value
+    (the adapter zeroes the parameters' gradients first and calls its ``backward()``);
+    ``values`` names the parameters as nested lists of values (``{"W0": [n.w for n in
+    layer0.neurons], ...}``)."""
     return ScalarModel(loss, values, data, grad)

@@ -46,12 +46,12 @@ def arbitrate(tensor: TensorComparison, mine: object, r32: np.ndarray, r64: np.n
     wide, ref32, ref64 = (np.asarray(a, dtype=np.float64) for a in (got, r32, r64))
     if not got.size or not _finite(wide, ref32, ref64):
         return False
-    mine64, torch64 = np.abs(wide - ref64), np.abs(ref32 - ref64)
-    within = mine64 <= tensor.atol + tensor.rtol * np.abs(ref64)
-    if np.all(within | (mine64 < torch64)):
-        mine64, torch64 = float(np.max(mine64)), float(np.max(torch64))
+    mine_off, torch_off = np.abs(wide - ref64), np.abs(ref32 - ref64)
+    within = mine_off <= tensor.atol + tensor.rtol * np.abs(ref64)
+    if np.all(within | (mine_off < torch_off)):
+        mine64, torch64 = float(np.max(mine_off)), float(np.max(torch_off))
         tensor.passed = True
-        tensor.tolerance_ratio = mine64 / torch64
+        tensor.tolerance_ratio = mine64 / torch64 if torch64 else 0.0
         tensor.problem = (f"{FAVOUR} (max |torch32 - torch64| {torch64:.3g}) than yours "
                           f"(max |mine - torch64| {mine64:.3g}): judged in your favour")
         return True

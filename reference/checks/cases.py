@@ -173,7 +173,8 @@ def draw(name: str, spec: InputSpec, case: Case, *, seed: int, step: str, first:
     if isinstance(spec, Labels):
         return rng.integers(0, spec.classes, size=resolve(spec.shape, case.sizes))
     target = isinstance(spec, Target)
-    shape = case.shapes.get(name) or resolve(spec.shape if target else spec, case.sizes)
+    declared = spec.shape if isinstance(spec, Target) else spec
+    shape = case.shapes.get(name) or resolve(declared, case.sizes)
     special = case.special if first and not target else ""
     if domain is not None:
         return _draw_inside(domain, name, rng, shape, special, kinks, case.dtype)

@@ -124,9 +124,10 @@ def neighbours(options: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...] 
     strided = False
     for owner, key, value in leaves:
         siblings = options[owner] if owner else options
-        values = _vary_values(key, vary)
-        if values is None:
-            values = leaf_values(key, value, siblings, size, weights)
+        declared = _vary_values(key, vary)
+        values = declared if declared is not None else \
+            leaf_values(key, value, siblings, size, weights)
+        if declared is None:
             strided |= bool(values) and key in (*STRIDE, *POOL, *POOL_PAIR)
         if key == POOL_PAIR[1] and POOL_PAIR[0] in siblings and key not in vary:
             continue  # varied together with pool_height

@@ -123,9 +123,10 @@ def check_network(
     ``torch`` its twin (``mapping``, ``loss``): see :mod:`reference.checks.model`.
     """
     if not isinstance(spec, Spec):
-        if torch is None:
+        if torch is None or isinstance(data, Data):
             raise ValueError("torch: checking a model needs its PyTorch twin (a function of "
-                             "the parameters by name, or an nn.Module with mapping)")
+                             "the parameters by name, or an nn.Module with mapping) and "
+                             "data (X, y)")
         return check_model(spec, data, torch=torch, params=params, mapping=mapping,
                            loss=loss, name=name)
     if not isinstance(data, Data) or mine is None:

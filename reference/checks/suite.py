@@ -14,7 +14,6 @@ from reference.checks.sweep import all_cases, check_layer, layer_check
 from reference.core.names import TensorName
 
 
-
 class LayerCase:
     """``LayerCase(name, forward, backward, **check_layer's keyword arguments)``."""
 

@@ -3,9 +3,10 @@
 FILE defines a module-level ``CASES`` list of ``reference.checks.LayerCase`` (a layer's
 forward/backward pair, its torch twin, inputs and sweep), ``reference.checks.NetworkCase``
 (a network's values by tensor name), ``reference.checks.ModelCase`` (a whole model and its
-twin) and ``reference.checks.DropoutCase`` (a dropout-like layer, by its statistics). Prints one line per case and, for each failing one, the
-smallest failing configuration in full (or everything as JSON with --json); --report DIR
-writes the HTML report. Exit 0 when every case agrees, 1 when one fails, 2 on bad input.
+twin) and ``reference.checks.DropoutCase`` (a dropout-like layer, by its statistics).
+Prints one line per case and, for each failing one, the smallest failing configuration in
+full (or everything as JSON with --json); --report DIR writes the HTML report. Exit 0 when
+every case agrees, 1 when one fails, 2 on bad input.
 """
 
 from __future__ import annotations
