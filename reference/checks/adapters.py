@@ -173,7 +173,11 @@ class ScalarModel:
         return self._each(lambda v: getattr(v, self._data))
 
     def loss(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
-        self._each(lambda v: setattr(v, self._grad, 0.0) or 0.0)
+        def zero(value: Any) -> float:
+            setattr(value, self._grad, 0.0)
+            return 0.0
+
+        self._each(zero)
         value = self._loss(X, y)
         value.backward()
         return float(getattr(value, self._data)), self._each(lambda v: getattr(v, self._grad))
