@@ -35,7 +35,8 @@ from reference.core.compare import compare_network, compare_op
 from reference.core.records import ComparisonRecord, dumps
 from reference.core.rounding import rounding_excuse
 from reference.fuzz.edges import BATCH_CLASSES, EDGE_CLASSES, batch_classes
-from reference.fuzz.strategies import FuzzCase, OpFuzzCase
+from reference.fuzz.ops import OpFuzzCase
+from reference.fuzz.strategies import FuzzCase
 
 DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
 # Below this many cases a campaign's coverage is not judged. Hypothesis draws in clumps (each
