@@ -160,7 +160,7 @@ def save_case(case: FuzzCase, directory: Path) -> dict[str, Path]:
 def load_case(directory: str | Path) -> FuzzCase:
     """Read back a case written by :func:`save_case` (``DIR/case.json``)."""
     path = Path(directory) / "case.json"
-    raw = manual.spec.load_json(path, "case")
+    raw = manual.parse.load_json(path, "case")
     if not isinstance(raw, dict) or not {"spec", "data", "protocol"} <= set(raw):
         raise ValueError(f"case {path}: must be an object with spec, data and protocol")
     spec = manual.parse_spec(raw["spec"])
