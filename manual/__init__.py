@@ -8,8 +8,9 @@ from manual.layers import LAYERS, LayerInfo
 from manual.module import Layer, Module
 from manual.network import Network, build
 from manual.parameters import draw_noise, initial_parameters, initial_state
+from manual.parse import load_spec, parse_spec
 from manual.registry import ACTIVATIONS, LOSSES, OPS, OpInfo, Tolerance
-from manual.spec import Input, LayerSpec, Node, Spec, load_spec, parse_spec
+from manual.spec import Input, LayerSpec, Node, Spec
 
 __all__ = [
     "ACTIVATIONS", "LAYERS", "LOSSES", "OPS", "Data", "Input", "Layer", "LayerInfo",

@@ -18,8 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from manual.finite import array_problem
+from manual.parse import load_json
 from manual.registry import LOSSES
-from manual.spec import Spec, load_json
+from manual.spec import Spec
 from manual.targets import as_array, validate_target
 
 

@@ -49,7 +49,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             for report in terminalreporter.stats.get(key, [])
             for name, value in getattr(report, "user_properties", []) if name == "zoo_kill"]
     if rows:
-        from reference.zoo.core import kill_table
+        from reference.zoo.kill import kill_table
 
         terminalreporter.write_sep("-", f"bug zoo: {len(rows)} mutants")
         for line in kill_table(rows):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from reference.core.compare import compare_network
 from reference.core.rounding import rounding_excuse
+from reference.fuzz import ops as fuzz_ops
 from reference.fuzz import strategies as hst
 from reference.fuzz.campaign import compare_op_case, failure_report, kink_straddle, run_case
 
@@ -53,8 +54,8 @@ def test_random_architectures_agree(dtype: str, data: st.DataObject, failure_roo
 
 
 @pytest.mark.fuzz
-@given(case=hst.op_cases(extreme=True))
-def test_stable_ops_agree_at_extreme_values(case: hst.OpFuzzCase) -> None:
+@given(case=fuzz_ops.op_cases(extreme=True))
+def test_stable_ops_agree_at_extreme_values(case: fuzz_ops.OpFuzzCase) -> None:
     record = compare_op_case(case)
     target(_worst_ratio(record.tensors), label="error / tolerance")
     assert record.passed, (f"{case.op}({case.options}) {case.dtype}: {record.first_divergence}"
@@ -62,8 +63,8 @@ def test_stable_ops_agree_at_extreme_values(case: hst.OpFuzzCase) -> None:
 
 
 @pytest.mark.fuzz
-@given(case=hst.op_cases())
-def test_ops_agree_on_drawn_inputs(case: hst.OpFuzzCase) -> None:
+@given(case=fuzz_ops.op_cases())
+def test_ops_agree_on_drawn_inputs(case: fuzz_ops.OpFuzzCase) -> None:
     record = compare_op_case(case)
     assert record.passed, f"{case.op}({case.options}) {case.dtype}: {record.first_divergence}"
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from manual.registry import ACTIVATIONS, LOSSES, OPS, loss_info
 from manual.spec import Spec
 from reference.core.compare import compare_op
+from reference.fuzz import ops as fuzz_ops
 from reference.fuzz import strategies as hst
 from reference.fuzz.campaign import fixed_constants
 
@@ -67,20 +68,20 @@ def test_datasets_respect_the_loss(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_extreme_mode_reaches_the_limit_only_for_stable_ops(dtype: str, data: st.DataObject
                                                             ) -> None:
-    case = data.draw(hst.op_cases(extreme=True, dtypes=(dtype,)))
-    assert case.op in hst.stable_ops()
+    case = data.draw(fuzz_ops.op_cases(extreme=True, dtypes=(dtype,)))
+    assert case.op in fuzz_ops.stable_ops()
     shifted = OPS[case.op].domain.shift_invariant
-    offset = hst.EXTREME_OFFSET[dtype] if shifted else 0.0
-    assert np.abs(case.x).max(initial=0) <= hst.EXTREME_LIMIT[dtype] + offset
+    offset = fuzz_ops.EXTREME_OFFSET[dtype] if shifted else 0.0
+    assert np.abs(case.x).max(initial=0) <= fuzz_ops.EXTREME_LIMIT[dtype] + offset
 
 
 @pytest.mark.parametrize("dtype", hst.DTYPES)
 def test_extreme_mode_offsets_shift_invariant_rows_far_past_exps_overflow(dtype: str) -> None:
-    big = hst.EXTREME_OFFSET[dtype]
+    big = fuzz_ops.EXTREME_OFFSET[dtype]
     with fixed_constants():
-        case = find(hst.op_cases(ops=("log_softmax",), extreme=True, dtypes=(dtype,)),
+        case = find(fuzz_ops.op_cases(ops=("log_softmax",), extreme=True, dtypes=(dtype,)),
                     lambda c: np.abs(c.x).max(initial=0) >= big / 2, settings=FIND)
-    assert np.abs(case.x).max() <= hst.EXTREME_LIMIT[dtype] + big
+    assert np.abs(case.x).max() <= fuzz_ops.EXTREME_LIMIT[dtype] + big
 
 
 @pytest.mark.parametrize("op", ["log_softmax", "cross_entropy"])
@@ -95,12 +96,12 @@ def test_log_softmax_keeps_its_precision_at_large_logits_in_float32(op: str) -> 
 
 def test_extreme_mode_refuses_bounded_domains() -> None:
     with pytest.raises(ValueError, match="bce"):
-        hst.op_inputs("bce", "float64", (2, 2), extreme=True)
+        fuzz_ops.op_inputs("bce", "float64", (2, 2), extreme=True)
 
 
 def test_stable_ops_exclude_probability_inputs() -> None:
-    assert {"bce", "nll", "kl_div"}.isdisjoint(hst.stable_ops())
-    assert {"sigmoid", "softplus", "cross_entropy", "bce_with_logits"} <= set(hst.stable_ops())
+    assert {"bce", "nll", "kl_div"}.isdisjoint(fuzz_ops.stable_ops())
+    assert {"sigmoid", "softplus", "cross_entropy", "bce_with_logits"} <= set(fuzz_ops.stable_ops())
 
 
 def test_canary_pytorch_celu_backward_is_inexact_in_float64() -> None:

@@ -15,8 +15,9 @@ import pytest
 from manual import targets
 from manual.data import make_data
 from manual.options import Values
+from manual.parse import parse_spec
 from manual.registry import LOSSES, OPS
-from manual.spec import DTYPES, parse_spec
+from manual.spec import DTYPES
 from reference.core.compare import compare_network, compare_op
 
 REDUCTIONS = ("mean", "sum", "none")

@@ -26,6 +26,7 @@ from reference.conformance.protocols import first_failure, op_kinks, op_no_mutat
 from reference.core.compare import compare_op
 from reference.training.optimizers import compare_optimizer, compare_state
 from reference.zoo import core as zoo
+from reference.zoo import kill as zoo_kill
 
 
 @pytest.mark.parametrize(("mutant", "protocol"), [
@@ -76,9 +77,9 @@ NOTHING = zoo.Mutant("nothing", "tanh replaced by itself",
 
 
 def test_a_mutant_that_changes_nothing_survives_and_says_so() -> None:
-    kill = zoo.kill(NOTHING, max_examples=5, shrink=False)
+    kill = zoo_kill.kill(NOTHING, max_examples=5, shrink=False)
     assert kill.conformance is None and not kill.fuzz_killed and not kill.killed
-    table = zoo.kill_table([dataclasses.asdict(kill)])
+    table = zoo_kill.kill_table([dataclasses.asdict(kill)])
     assert "SURVIVED" in table[1] and table[1].count("SURVIVED") == 2
 
 

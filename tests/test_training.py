@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from manual.optim import OPTIMIZERS, adam
-from manual.spec import parse_spec
+from manual.parse import parse_spec
 from reference.conformance.matrix import mlp_spec
 from reference.training.datasets import LOADERS, load_dataset
 from reference.training.lockstep import TrainingRecord, train_lockstep

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from reference.core.records import dumps
 from reports import cli, report
-from reports.experiments import deepnet, meanfield, vanishing
+from reports.experiments import deepnet, meanfield, vanishing, vanishing_checks
 from reports.experiments.deepnet import Setting, Size
 from reports.sections import RunContext
 from reports.sections import vanishing as section
@@ -50,7 +50,7 @@ def ascii_id(name: str) -> str:
 def test_slope_matches_mean_field_theory(name: str, target_records: dict) -> None:
     record = target(name, target_records)
     assert record.theory_resolved
-    (check,) = vanishing.slope_checks(record, SLOPE_TOLERANCE)
+    (check,) = vanishing_checks.slope_checks(record, SLOPE_TOLERANCE)
     assert check.passed, check
 
 
@@ -79,7 +79,7 @@ def test_a_mis_scaled_init_fails_the_check() -> None:
     good = TARGETS["relu σw²=2"]
     bad = dataclasses.replace(good, weight={"type": "normal", "std": 1.1 * math.sqrt(2 / 500)},
                               size=dataclasses.replace(TARGET_SIZE, seeds=2))
-    (check,) = vanishing.slope_checks(deepnet.run_setting(bad, engines=MANUAL),
+    (check,) = vanishing_checks.slope_checks(deepnet.run_setting(bad, engines=MANUAL),
                                       SLOPE_TOLERANCE)
     assert not check.passed
     assert check.error == pytest.approx(math.log(1.21), abs=3 * SLOPE_TOLERANCE)
@@ -88,13 +88,13 @@ def test_a_mis_scaled_init_fails_the_check() -> None:
 @pytest.mark.parametrize("setting", vanishing.he_settings(Size(500, 30, 32, 4)),
                          ids=lambda s: ascii_id(s.name))
 def test_he_et_al_second_moment_ratio(setting: Setting) -> None:
-    checks = vanishing.he_checks(deepnet.run_setting(setting, engines=MANUAL))
+    checks = vanishing_checks.he_checks(deepnet.run_setting(setting, engines=MANUAL))
     assert len(checks) == 2 and all(c.passed for c in checks), checks
 
 
 def test_glorot_bengio_default_init_ratio_is_a_third() -> None:
     record = deepnet.run_setting(vanishing.glorot_setting(Size(500, 50, 32, 4)), engines=MANUAL)
-    (check,) = vanishing.glorot_checks(record)
+    (check,) = vanishing_checks.glorot_checks(record)
     assert check.predicted == pytest.approx(1 / 3)
     assert check.passed, check
 

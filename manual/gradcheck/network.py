@@ -37,9 +37,10 @@ from manual.gradcheck.opcheck import complex_form
 from manual.gradcheck.records import GradcheckRecord
 from manual.layers import LAYERS
 from manual.network import build, initial_parameters
+from manual.parse import parse_spec
 from manual.random import stream
 from manual.registry import LOSSES
-from manual.spec import Spec, parse_spec
+from manual.spec import Spec
 
 # Elements per stacked array: bounds the memory of one chunk (32 MB of float64).
 CHUNK_ELEMENTS = 1 << 22

@@ -35,7 +35,8 @@ from reference.core.compare import compare_network, compare_op
 from reference.core.records import ComparisonRecord, dumps
 from reference.core.rounding import rounding_excuse
 from reference.fuzz.edges import BATCH_CLASSES, EDGE_CLASSES, batch_classes
-from reference.fuzz.strategies import FuzzCase, OpFuzzCase
+from reference.fuzz.ops import OpFuzzCase
+from reference.fuzz.strategies import FuzzCase
 
 DEFAULT_FAILURE_DIR = Path("out") / "fuzz-failures"
 # Below this many cases a campaign's coverage is not judged. Hypothesis draws in clumps (each
@@ -159,7 +160,7 @@ def save_case(case: FuzzCase, directory: Path) -> dict[str, Path]:
 def load_case(directory: str | Path) -> FuzzCase:
     """Read back a case written by :func:`save_case` (``DIR/case.json``)."""
     path = Path(directory) / "case.json"
-    raw = manual.spec.load_json(path, "case")
+    raw = manual.parse.load_json(path, "case")
     if not isinstance(raw, dict) or not {"spec", "data", "protocol"} <= set(raw):
         raise ValueError(f"case {path}: must be an object with spec, data and protocol")
     spec = manual.parse_spec(raw["spec"])

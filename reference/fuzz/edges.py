@@ -210,38 +210,15 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
               if name == first or bool(prefer) or draw(roll(2)) == 1}
     applied: list[str] = []
     kinks = "kink_beyond_input" in chosen
-    if kinks and (not loss_kinked or draw(roll(2))):
-        sites = [site for site in _kink_sites(plan.layers) if site["type"] in kinked]
-        if not sites or draw(roll(2)):  # else a kinked activation after a random linear
-            new = draw(st.sampled_from(kinked).flatmap(layer)) if kinked else {}
-            if new and _kinked(new["type"], new):
-                after = plan.index(draw(st.sampled_from(plan.linears())))
-                plan.layers.insert(after + 1, new)
-                sites = [new]
-        if sites:
-            site = draw(st.sampled_from(sites))
-            linear = plan.layers[plan.index(site) - 1]
-            point = draw(st.sampled_from(sorted(_kinked(site["type"], site))))
-            row = draw(st.integers(0, linear["out_features"] - 1))
-            plan.rows.setdefault(id(linear), {})[row] = point
-            applied.append("kink_beyond_input")
+    if kinks and (not loss_kinked or draw(roll(2))) and _put_on_kink(draw, plan, kinked, layer):
+        applied.append("kink_beyond_input")
     consumer = _logit_consumer(plan.layers, loss)
     if consumer is not None and "near_overflow" in chosen:
         linear = plan.linear_before(consumer if consumer >= 0 else len(plan.layers))
         shift = draw(st.sampled_from(OVERFLOW_SHIFT[dtype]))
         plan.shift[id(linear)] = plan.shift.get(id(linear), 0.0) + shift
         applied.append("near_overflow")
-    at = None
-    if "saturated" in chosen:
-        if on_probabilities and plan.layers[-1]["type"] != info.adapter:
-            plan.layers.append({"type": info.adapter})  # after any [0, 1] ender: still valid
-        at = _saturating_input(plan.layers, loss)
-    if at is not None:
-        linear = plan.linear_before(at if at >= 0 else len(plan.layers))
-        size = draw(st.sampled_from(SATURATING_LOGITS[dtype]))
-        signs = draw(st.lists(st.sampled_from((-1.0, 1.0)), min_size=linear["out_features"],
-                              max_size=linear["out_features"]))
-        plan.shift[id(linear)] = plan.shift.get(id(linear), 0.0) + size * np.asarray(signs)
+    if "saturated" in chosen and _saturate(draw, plan, loss, dtype):
         applied.append("saturated")
     if "extreme_weights" in chosen:
         linear = draw(st.sampled_from(plan.linears()))
@@ -250,16 +227,61 @@ def edged_specs(draw: st.DrawFn, spec: Spec, activations: Collection[str],
     kink: LossKink | None = None
     if kinks and info.kinked_by is not None:
         raw["loss"].update(info.kinked_by)  # smooth_l1's kink at 0 exists at beta 0 only
-        last = plan.linears()[-1]
-        if any(ACTIVATIONS[t["type"]].structure != "elementwise"
-               for t in plan.layers[plan.index(last) + 1:]):  # softmax mixes columns
-            last = plan.linear_before(len(plan.layers))
-        trailing = plan.layers[plan.index(last) + 1:]
-        row = draw(st.integers(0, last["out_features"] - 1))
-        value = plan.rows.setdefault(id(last), {}).setdefault(row, 0.0)
-        kink = (row, value, trailing)
+        kink = _loss_kink(draw, plan)
         applied += [name for name in ("kink_beyond_input", "loss_kink") if name not in applied]
     return plan.apply(raw), tuple(applied), kink
+
+
+def _put_on_kink(draw: st.DrawFn, plan: _Plan, kinked: list[str],
+                 layer: Callable[[str], st.SearchStrategy[dict[str, Any]]]) -> bool:
+    """Make one pre-activation of a kinked activation exactly its kink (a zero weight row
+    whose bias is the kink point): an existing site, or a kinked activation inserted after a
+    random linear layer. False when no site could be made."""
+    sites = [site for site in _kink_sites(plan.layers) if site["type"] in kinked]
+    if not sites or draw(roll(2)):  # else a kinked activation after a random linear
+        new = draw(st.sampled_from(kinked).flatmap(layer)) if kinked else {}
+        if new and _kinked(new["type"], new):
+            after = plan.index(draw(st.sampled_from(plan.linears())))
+            plan.layers.insert(after + 1, new)
+            sites = [new]
+    if not sites:
+        return False
+    site = draw(st.sampled_from(sites))
+    linear = plan.layers[plan.index(site) - 1]
+    point = draw(st.sampled_from(sorted(_kinked(site["type"], site))))
+    row = draw(st.integers(0, linear["out_features"] - 1))
+    plan.rows.setdefault(id(linear), {})[row] = point
+    return True
+
+
+def _saturate(draw: st.DrawFn, plan: _Plan, loss: str, dtype: str) -> bool:
+    """Shift the logits that feed a saturating op (bce's adapter sigmoid, added if need be) by
+    a saturating size with random signs. False when nothing saturates."""
+    info = loss_info(LOSSES[loss])
+    if info.needs == "probabilities" and plan.layers[-1]["type"] != info.adapter:
+        plan.layers.append({"type": info.adapter})  # after any [0, 1] ender: still valid
+    at = _saturating_input(plan.layers, loss)
+    if at is None:
+        return False
+    linear = plan.linear_before(at if at >= 0 else len(plan.layers))
+    size = draw(st.sampled_from(SATURATING_LOGITS[dtype]))
+    signs = draw(st.lists(st.sampled_from((-1.0, 1.0)), min_size=linear["out_features"],
+                          max_size=linear["out_features"]))
+    plan.shift[id(linear)] = plan.shift.get(id(linear), 0.0) + size * np.asarray(signs)
+    return True
+
+
+def _loss_kink(draw: st.DrawFn, plan: _Plan) -> LossKink:
+    """The output column (of the last linear layer that only elementwise layers follow) whose
+    target must equal what those trailing layers make of its exact value."""
+    last = plan.linears()[-1]
+    if any(ACTIVATIONS[t["type"]].structure != "elementwise"
+           for t in plan.layers[plan.index(last) + 1:]):  # softmax mixes columns
+        last = plan.linear_before(len(plan.layers))
+    trailing = plan.layers[plan.index(last) + 1:]
+    row = draw(st.integers(0, last["out_features"] - 1))
+    value = plan.rows.setdefault(id(last), {}).setdefault(row, 0.0)
+    return row, value, trailing
 
 
 def _kink_sites(layers: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from manual.clip import clip_grad_norm
 from manual.data import Data
 from manual.jsonable import decode
 from manual.numerics import Array
+from manual.parse import parse_spec
 from manual.random import stream
 from manual.registry import (
     DEFAULT_TOLERANCES,
@@ -43,7 +44,7 @@ from manual.registry import (
     loss_info,
     probability_losses,
 )
-from manual.spec import Spec, parse_spec
+from manual.spec import Spec
 from reference.core import mirror
 from reference.core.compare import compare_arrays
 from reference.core.records import dumps

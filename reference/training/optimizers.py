@@ -90,6 +90,17 @@ def _normal(seed: int, what: str, shape: tuple[int, ...], dtype: str) -> Array:
     return stream(seed, "optim", what).standard_normal(shape).astype(dtype)
 
 
+def _step_both(info: OptimInfo, params: dict[str, Array], states: dict[str, Mapping[str, Array]],
+               grads: Mapping[str, Array], tensors: Mapping[str, torch.nn.Parameter],
+               options: Mapping[str, Any]) -> None:
+    """One manual step of every parameter (``params`` and ``states`` replaced in place), and
+    the same gradients handed to the torch parameters for the optimizer's own step."""
+    for name in params:
+        params[name], states[name] = info.step(params[name], grads[name], states[name],
+                                               **options)
+        tensors[name].grad = torch.from_numpy(grads[name].copy())
+
+
 def compare_optimizer(
     optimizer: str | OptimInfo,
     options: Mapping[str, Any] | None = None,
@@ -131,12 +142,7 @@ def compare_optimizer(
             torch_lr = np.asarray(reference.param_groups[0]["lr"])
             results.append(compare_arrays(f"step {k}: lr", np.asarray(rates[k - 1]), torch_lr,
                                           tolerance, keep_values))
-        step_options = {**options, "lr": rates[k - 1]}
-        for name in params:
-            params[name], new_state = info.step(params[name], grads[name], states[name],
-                                                **step_options)
-            states[name] = new_state
-            tensors[name].grad = torch.from_numpy(grads[name].copy())
+        _step_both(info, params, states, grads, tensors, {**options, "lr": rates[k - 1]})
         reference.step()
         if scheduler is not None:
             scheduler.step()

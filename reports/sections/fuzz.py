@@ -28,6 +28,7 @@ def collect(context: Any) -> dict[str, Any]:
     from reference.core.records import encode
     from reference.fuzz.campaign import run_campaign
     from reference.zoo import core as zoo
+    from reference.zoo import kill as zoo_kill
 
     profile = context.profile if context.profile in EXAMPLES else "quick"
     bar = context.progress("fuzz campaign", EXAMPLES[profile])
@@ -36,7 +37,7 @@ def collect(context: Any) -> dict[str, Any]:
     bar = context.progress("bug zoo", len(zoo.MUTANTS))
     kills = []
     for mutant in zoo.MUTANTS:
-        kills.append(zoo.kill(mutant, ZOO_BUDGET, shrink=SHRINK[profile]))
+        kills.append(zoo_kill.kill(mutant, ZOO_BUDGET, shrink=SHRINK[profile]))
         bar.update(1)
     bar.close()
     survivors = sum(not k.killed for k in kills)
