@@ -93,7 +93,7 @@ def main() -> None:
         result = check_layer(conv_forward, conv_backward, torch=torch_conv,
                              inputs={"x": (2, 3, 7, 7), "w": (4, 3, 3, 3), "b": (4,)},
                              options={"conv_param": {"stride": 1, "pad": 1}})
-        report("shortest   ", result, time.perf_counter() - start)
+        report("shortest     ", result, time.perf_counter() - start)
 
 
 def report(label: str, result, elapsed: float) -> None:
