@@ -12,7 +12,10 @@ A :class:`Case` is one dtype, one value for each symbolic size (``"H"`` in an in
   leading size);
 - ``odd``: every symbolic size set to an odd value above its sweep.
 
-A declared domain (:mod:`reference.checks.domain`) keeps an input inside it in every draw.
+A declared domain (:mod:`reference.checks.domain`) keeps an input inside it in every draw. An
+input is a shape to draw (sizes or symbols), an array used as given, :class:`Labels` (class
+indices, no gradient) or a :class:`Target` (floats without a gradient: a regression target).
+A neighbour case (:mod:`reference.checks.neighbours`) replaces options and input shapes.
 
 Every array comes from its own named stream (:func:`manual.random.stream`): an input from
 ``(seed, "data", name)``, its redraw for a later step of a state check from ``(seed, "data",
