@@ -3,7 +3,10 @@
 The sweep is H in (5, 6, 7) x stride in (1, 2, 3) x pad in (0, 1, 2) x filters F in (2, 4)
 = 54 configurations; each runs in float32 and float64, without special inputs (108 cases)
 and with them (kinks, ties and extremes on every configuration, batch 1 and odd sizes on the
-first: 436 cases). The target is under 10 s on one core. For scale, the script also times
+first: 436 cases), the latter with ``neighbours=True`` (a sweep over every option leaves no
+neighbour to add: the line says how many ran). The target is under 10 s on one core. A third
+line times the shortest form, one configuration (``stride 1, pad 1``) with its defaults:
+special inputs and the neighbours of the configuration. For scale, the script also times
 PyTorch alone on the same cases (conv2d forward + backward), so the ratio says what the
 harness and the user's NumPy layer add. Run:
 ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_check_layer.py``.
@@ -66,11 +69,12 @@ def torch_alone(result) -> float:
     rng = np.random.default_rng(0)
     for case in result.cases:
         dtype = getattr(torch, case.dtype)
-        x = torch.from_numpy(rng.standard_normal((2, 3, case.sizes["H"], case.sizes["H"])))
-        x = x.to(dtype).requires_grad_(True)
-        w = torch.randn(case.sizes["F"], 3, 3, 3, dtype=dtype, requires_grad=True)
-        b = torch.randn(case.sizes["F"], dtype=dtype, requires_grad=True)
-        out = torch_conv(x, w, b, case.overrides["conv_param"])
+        shape = case.shapes.get("x") or (2, 3, case.sizes.get("H", 7), case.sizes.get("H", 7))
+        x = torch.from_numpy(rng.standard_normal(shape)).to(dtype).requires_grad_(True)
+        filters = case.sizes.get("F", 4)
+        w = torch.randn(filters, 3, 3, 3, dtype=dtype, requires_grad=True)
+        b = torch.randn(filters, dtype=dtype, requires_grad=True)
+        out = torch_conv(x, w, b, case.overrides.get("conv_param", {"stride": 1, "pad": 1}))
         out.backward(torch.randn_like(out))
     return time.perf_counter() - start
 
@@ -82,14 +86,25 @@ def main() -> None:
         for special in (False, True):
             start = time.perf_counter()
             result = check_layer(conv_forward, conv_backward, torch=torch_conv, inputs=INPUTS,
-                                 sweep=SWEEP, special=special)
+                                 sweep=SWEEP, special=special, neighbours=special)
             elapsed = time.perf_counter() - start
-            assert result.passed, result.describe()
-            reference = torch_alone(result)
-            print(f"special={special!s:<5}  {len(result.records):>3} cases "
-                  f"({len(result.skipped)} skipped)  {elapsed:6.2f} s  "
-                  f"{1e3 * elapsed / len(result.records):5.1f} ms/case  "
-                  f"torch alone {reference:5.2f} s  ratio {elapsed / reference:5.1f}")
+            report(f"special={special!s:<5}", result, elapsed)
+        start = time.perf_counter()
+        result = check_layer(conv_forward, conv_backward, torch=torch_conv,
+                             inputs={"x": (2, 3, 7, 7), "w": (4, 3, 3, 3), "b": (4,)},
+                             options={"conv_param": {"stride": 1, "pad": 1}})
+        report("shortest     ", result, time.perf_counter() - start)
+
+
+def report(label: str, result, elapsed: float) -> None:
+    if not result.passed:
+        raise SystemExit(result.describe())
+    near = sum(bool(c.neighbour) for c in result.cases)
+    reference = torch_alone(result)
+    print(f"{label}  {len(result.records):>3} cases ({near} neighbours, "
+          f"{len(result.skipped)} skipped)  {elapsed:6.2f} s  "
+          f"{1e3 * elapsed / len(result.records):5.1f} ms/case  "
+          f"torch alone {reference:5.2f} s  ratio {elapsed / reference:5.1f}")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ Each returns the pair ``check_layer`` takes, so that checking is one line more::
   :func:`from_module` is the same for the Module protocol (``params``/``grads``);
 - :func:`from_scalar_autograd`: an elementwise function of scalar autograd values
   (micrograd's ``Value``): the output is seeded with :math:`\\sum dy \\cdot out` and each
-  input's ``.grad`` read back.
+  input's ``.grad`` read back;
+- :func:`from_scalar_model`: a whole model on scalar autograd values, for ``check_network``:
+  its parameters by name (nested lists of values), read as arrays of ``.data`` and ``.grad``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -65,15 +68,24 @@ class _ObjectCache(NamedTuple):
     layer: Any
 
 
-def from_object(make: Callable[[], Any], params: Sequence[str] = (), *,
+def from_object(make: Callable[[], Any] | Any, params: Sequence[str] = (), *,
                 params_attr: str = "parameters", grads_attr: str = "gradients") -> Pair:
     """A layer object made fresh by ``make()`` for every call (so that state kept on the object
-    across calls, like numpy-ml's list of inputs, does not leak between cases).
+    across calls, like numpy-ml's list of inputs, does not leak between cases), or a layer
+    object itself (one with a ``forward``), deep-copied for every call.
 
     The forward takes the input, then ``params`` in order, which it writes into the object's
-    ``params_attr`` dict; the backward returns ``dX`` and then ``grads_attr[name]`` for each.
+    ``params_attr`` dict; the backward returns ``dX`` and then ``grads_attr[name]`` for each
+    (``dX`` may be ``None`` for an integer input, an embedding's indices: the check reads the
+    parameters' gradients after it).
     """
     names = list(params)
+    label = getattr(make, "__name__", None) or type(make).__name__
+    if not isinstance(make, type) and hasattr(make, "forward") and hasattr(make, "backward"):
+        instance = make
+
+        def make() -> Any:  # a fresh copy per call
+            return copy.deepcopy(instance)
 
     def forward(x: Any, *values: Any, **options: Any) -> tuple[Any, _ObjectCache]:
         if len(values) != len(names):
@@ -91,7 +103,7 @@ def from_object(make: Callable[[], Any], params: Sequence[str] = (), *,
         grads = getattr(cache.layer, grads_attr)
         return (dx, *(grads.get(name) for name in names))
 
-    forward.__name__ = getattr(make, "__name__", "layer")
+    forward.__name__ = label
     return forward, backward
 
 
@@ -138,3 +150,43 @@ def from_scalar_autograd(f: Callable[..., Any], value: Callable[[float], Any], *
 
     forward.__name__ = getattr(f, "__name__", "scalar")
     return forward, backward
+
+
+class ScalarModel:
+    """A model on scalar autograd values as ``check_network`` takes one: ``params`` (arrays
+    of the values' ``data``) and ``loss(X, y) -> (loss, grads)``: every named value's
+    ``grad`` set to 0, the user's ``loss(X, y)`` built, its ``backward()`` called, and the
+    ``grad`` of each read back as arrays."""
+
+    def __init__(self, loss: Callable[[Any, Any], Any], values: Mapping[str, Any],
+                 data: str, grad: str) -> None:
+        self._loss, self._values, self._data, self._grad = loss, dict(values), data, grad
+        self.__name__ = getattr(loss, "__name__", "model")
+
+    def _each(self, action: Callable[[Any], Any]) -> dict[str, np.ndarray]:
+        apply = np.frompyfunc(action, 1, 1)
+        return {name: np.asarray(apply(np.asarray(v, dtype=object)), dtype=np.float64)
+                for name, v in self._values.items()}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self._each(lambda v: getattr(v, self._data))
+
+    def loss(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        def zero(value: Any) -> float:
+            setattr(value, self._grad, 0.0)
+            return 0.0
+
+        self._each(zero)
+        value = self._loss(X, y)
+        value.backward()
+        return float(getattr(value, self._data)), self._each(lambda v: getattr(v, self._grad))
+
+
+def from_scalar_model(loss: Callable[[Any, Any], Any], values: Mapping[str, Any], *,
+                      data: str = "data", grad: str = "grad") -> ScalarModel:
+    """A micrograd-style model for ``check_network``: ``loss(X, y)`` returns the loss value
+    (the adapter zeroes the parameters' gradients first and calls its ``backward()``);
+    ``values`` names the parameters as nested lists of values (``{"W0": [n.w for n in
+    layer0.neurons], ...}``)."""
+    return ScalarModel(loss, values, data, grad)

@@ -49,7 +49,10 @@ def values_message(record: TensorComparison, got: np.ndarray, want: np.ndarray,
     if extra:
         where += f" ({', '.join(extra)})"
     count = record.mismatched or 1
-    return f"{count} of {want.size} elements differ; {where}"
+    # One element is always "a multiple": a factor says something from two on.
+    factor = constant_factor([(got, want)]) if np.count_nonzero(want) >= 2 else None
+    scaled = f"; every element is {factor:.4g} x PyTorch's" if factor is not None else ""
+    return f"{count} of {want.size} elements differ; {where}{scaled}"
 
 
 def compare_named(

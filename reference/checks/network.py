@@ -32,6 +32,7 @@ from manual.data import Data
 from manual.layers import LAYERS
 from manual.spec import Spec
 from reference.checks.diagnose import compare_named, constant_factor
+from reference.checks.model import check_model
 from reference.core.compare import _edge_name, grad_name, run_tensors, spec_tolerance
 from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord
@@ -105,16 +106,32 @@ def _factor_note(spec: Spec, values: Mapping[str, np.ndarray], first: str, c: fl
 
 
 def check_network(
-    spec: Spec, data: Data, mine: Mapping[str, Any], *,
+    spec: Spec | Any, data: Data | tuple[Any, Any], mine: Mapping[str, Any] | None = None, *,
     params: Mapping[str, np.ndarray] | None = None, layout: str = "rows",
-    dloss: np.ndarray | None = None, keep_values: bool = True,
+    dloss: np.ndarray | None = None, keep_values: bool = True, torch: Any = None,
+    mapping: Mapping[str, str] | None = None, loss: Callable[..., Any] | None = None,
+    name: str | None = None,
 ) -> ComparisonRecord:
     """Compare the user's values ``mine`` (by tensor name) with PyTorch's run of ``spec``.
 
     ``params`` are the weights the user ran with, by the spec's names (default: the spec's
     initial parameters, explicit in a spec like the seed's). The upstream gradient of the
     loss is 1 for a reduced loss, as ``loss.backward()``.
+
+    Given a model instead of a spec (an object with ``params`` and ``loss(X, y)``, or a
+    callable ``(X, y) -> (loss, grads)`` with ``params``), ``data`` is ``(X, y)`` and
+    ``torch`` its twin (``mapping``, ``loss``): see :mod:`reference.checks.model`.
     """
+    if not isinstance(spec, Spec):
+        if torch is None or isinstance(data, Data):
+            raise ValueError("torch: checking a model needs its PyTorch twin (a function of "
+                             "the parameters by name, or an nn.Module with mapping) and "
+                             "data (X, y)")
+        return check_model(spec, data, torch=torch, params=params, mapping=mapping,
+                           loss=loss, name=name)
+    if not isinstance(data, Data) or mine is None:
+        raise ValueError("check_network(spec, data, mine): give the spec's data and your "
+                         "values by tensor name")
     if layout not in LAYOUTS:
         raise ValueError(f"layout: must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     start = dict(manual.initial_parameters(spec) if params is None else params)

@@ -9,10 +9,9 @@ from typing import Any
 from manual.spec import DTYPES
 from reference.checks import cases as cs
 from reference.checks.layer import LayerCheck
-from reference.checks.sweep import LayerResult, check_layer, layer_check
+from reference.checks.result import LayerResult
+from reference.checks.sweep import all_cases, check_layer, layer_check
 from reference.core.names import TensorName
-
-_SPACE = ("dtypes", "sweep", "special")
 
 
 class LayerCase:
@@ -33,8 +32,9 @@ class LayerCase:
 
     def cases(self, layer: LayerCheck | None = None) -> list[cs.Case]:
         layer = layer or self.layer()
-        return cs.expand(self.kwargs.get("sweep"), self.kwargs.get("dtypes", DTYPES),
-                         cs.special_names(self.kwargs.get("special", True)), layer.symbols)
+        return all_cases(layer, self.kwargs.get("sweep"), self.kwargs.get("dtypes", DTYPES),
+                         self.kwargs.get("special", True), self.kwargs.get("neighbours"),
+                         self.kwargs.get("vary"))
 
     def parts(self, layer: LayerCheck | None = None) -> list[str]:
         """The checks of each case: forward, each gradient, hygiene, state, eval."""
@@ -50,6 +50,6 @@ class LayerCase:
 
 def _integer(layer: LayerCheck, name: str) -> bool:
     spec = layer.inputs.get(name)
-    if isinstance(spec, cs.Labels):
+    if isinstance(spec, cs.Labels | cs.Target):
         return True
     return spec is not None and not isinstance(spec, tuple) and spec.dtype.kind != "f"

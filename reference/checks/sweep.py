@@ -1,128 +1,104 @@
-"""Sweeps: every case of a layer check, the result over all of them, and a Hypothesis strategy.
+"""Sweeps: every case of a layer check, run, and a Hypothesis strategy over them.
 
-:func:`check_layer` runs :func:`reference.checks.cases.expand`'s cases (dtype x sweep grid x
-special inputs) and returns a :class:`LayerResult`, whose :meth:`~LayerResult.summary` says
-how many failed and which is the smallest failing one (fewest input elements).
-:func:`layer_cases` draws from the same space for users who fuzz; Hypothesis shrinks a
-failure towards the first values of each sweep list, so list them smallest first.
+:func:`check_layer` runs :func:`all_cases`: :func:`reference.checks.cases.expand`'s cases
+(dtype x sweep grid x special inputs) and, unless a sweep is given (or ``neighbours=False``),
+the neighbours of the user's configuration (:mod:`reference.checks.neighbours`); it returns a
+:class:`~reference.checks.result.LayerResult`. :func:`layer_cases` draws from the same space
+for users who fuzz; Hypothesis shrinks a failure towards the first values of each sweep list,
+so list them smallest first.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from manual.jsonable import encode
 from manual.spec import DTYPES
 from reference.checks import cases as cs
-from reference.checks.layer import LayerCheck, Skip
+from reference.checks.batch import NotRun
+from reference.checks.layer import LayerCheck, Outside, Skip
+from reference.checks.neighbours import neighbours as neighbours_of
+from reference.checks.result import LayerResult
 from reference.core.names import TensorName
 from reference.core.records import ComparisonRecord
 
-
-@dataclass
-class LayerResult:
-    """Every case of one layer check: records for those run, reasons for those skipped."""
-
-    subject: str
-    cases: list[cs.Case]
-    records: list[ComparisonRecord]
-    sizes: list[int]
-    skipped: list[tuple[cs.Case, str]] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.records)
-
-    @property
-    def failures(self) -> list[tuple[cs.Case, ComparisonRecord]]:
-        return [(c, r) for c, r in zip(self.cases, self.records, strict=True) if not r.passed]
-
-    def smallest_failure(self) -> tuple[cs.Case, ComparisonRecord] | None:
-        failing = [(size, i) for i, (size, r) in enumerate(zip(self.sizes, self.records,
-                                                                strict=True)) if not r.passed]
-        if not failing:
-            return None
-        _, i = min(failing)
-        return self.cases[i], self.records[i]
-
-    def record(self, label: str) -> ComparisonRecord:
-        """The record of the case labelled ``label`` (``"float64 H=5 stride=1 pad=0"``)."""
-        for case, record in zip(self.cases, self.records, strict=True):
-            if case.label() == label:
-                return record
-        raise KeyError(label)
-
-    def summary(self) -> str:
-        """``7 of 54 cases fail (backward: x in 7, ...); smallest: float64 H=5 ...: <problem>``."""
-        total = len(self.records)
-        skipped = f" ({len(self.skipped)} skipped: PyTorch rejects them)" if self.skipped else ""
-        smallest = self.smallest_failure()
-        if smallest is None:
-            return f"{self.subject}: all {total} cases agree with PyTorch{skipped}"
-        # Per tensor, how many cases it fails in ("step 2: state: v" counts as "state: v").
-        counts = Counter(name for _, r in self.failures
-                         for name in dict.fromkeys(str(replace(t.tensor_name, step=None))
-                                                   for t in r.failures))
-        where = ", ".join(f"{name} in {n}" for name, n in counts.most_common(4))
-        case, record = smallest
-        worst = record.failures[0]
-        return (f"{self.subject}: {len(self.failures)} of {total} cases fail{skipped} ({where});"
-                f" smallest: {case.label()}: {worst.name}: {worst.problem}")
-
-    def describe(self) -> str:
-        """The summary, then the smallest failing case's record in full."""
-        smallest = self.smallest_failure()
-        lines = [self.summary()]
-        if smallest is not None:
-            lines.append(smallest[1].describe())
-        return "\n".join(lines)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        payload = {
-            "subject": self.subject, "passed": self.passed, "summary": self.summary(),
-            "cases": [{"case": c.label(), "record": r} for c, r in
-                      zip(self.cases, self.records, strict=True)],
-            "skipped": [{"case": c.label(), "reason": why} for c, why in self.skipped],
-        }
-        return json.dumps(encode(payload), indent=indent, allow_nan=False)
+# check_layer's arguments about the space of cases, not about the layer.
+SPACE = ("dtypes", "sweep", "special", "neighbours", "vary")
 
 
 def input_size(check: LayerCheck, case: cs.Case) -> int:
     """How many input elements ``case`` draws (the order for "smallest")."""
     total = 0
-    for spec in check.inputs.values():
+    for name, spec in check.inputs.items():
         if isinstance(spec, np.ndarray):
             total += spec.size
         else:
-            shape = spec.shape if isinstance(spec, cs.Labels) else spec
-            total += int(np.prod(cs.resolve(shape, case.sizes)))
+            shape = spec.shape if isinstance(spec, cs.Labels | cs.Target) else spec
+            total += int(np.prod(case.shapes.get(name) or cs.resolve(shape, case.sizes)))
     return total
 
 
 def layer_check(forward: Callable[..., Any], backward: Callable[..., Any],
                 **kwargs: Any) -> LayerCheck:
-    keep = {k: v for k, v in kwargs.items() if k not in ("dtypes", "sweep", "special")}
+    keep = {k: v for k, v in kwargs.items() if k not in SPACE}
     return LayerCheck(forward, backward, **keep)
+
+
+def neighbour_cases(check: LayerCheck, sweep: Mapping[str, Sequence[Any]] | None,
+                    dtypes: Sequence[str], neighbours: bool | None,
+                    vary: Mapping[str, Iterable[Any]] | None) -> list[cs.Case]:
+    """The neighbours of the user's configuration (the sweep's first one, its swept options
+    left alone) as cases: float64 (or the only dtype), no special input."""
+    if not (not sweep if neighbours is None else neighbours):
+        return []
+    sweep = dict(sweep or {})
+    first = {k: v[0] for k, v in sweep.items()}
+    sizes = {k: int(v) for k, v in first.items() if k in check.symbols}
+    base = {k: v for k, v in first.items() if k not in check.symbols}
+    options = {k: v for k, v in {**check.options, **base}.items() if k not in sweep}
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    for name, spec in check.inputs.items():
+        shape = spec.shape if isinstance(spec, np.ndarray | cs.Labels | cs.Target) else spec
+        symbolic = any(isinstance(d, str) and d not in sizes for d in shape)
+        shapes[name] = None if symbolic or isinstance(spec, cs.Labels | cs.Target) else \
+            cs.resolve(shape, sizes)
+    dtype = "float64" if "float64" in dtypes else dtypes[0]
+    return [cs.Case(dtype, dict(sizes), {**base, **n.overrides}, "", n.shapes, n.label)
+            for n in neighbours_of(options, shapes, check.first, vary)]
+
+
+def all_cases(check: LayerCheck, sweep: Mapping[str, Sequence[Any]] | None = None,
+              dtypes: Sequence[str] = DTYPES, special: bool | str | Iterable[str] = True,
+              neighbours: bool | None = None,
+              vary: Mapping[str, Iterable[Any]] | None = None) -> list[cs.Case]:
+    """The user's cases (:func:`reference.checks.cases.expand`), then the neighbours."""
+    cases = cs.expand(sweep, dtypes, cs.special_names(special), check.symbols,
+                      batch=check.batch_symbol)
+    return cases + neighbour_cases(check, sweep, dtypes, neighbours, vary)
 
 
 def run_cases(check: LayerCheck, cases: Iterable[cs.Case], keep_values: bool = True
               ) -> LayerResult:
-    ran, records, sizes, skipped = [], [], [], []
+    result = LayerResult(check.name, [], [], [])
     for case in cases:
         try:
-            records.append(check.run(case, keep_values))
-        except Skip as why:
-            skipped.append((case, str(why)))
+            record = check.run(case, keep_values)
+        except Outside as why:
+            result.outside.append((case, str(why)))
             continue
-        ran.append(case)
-        sizes.append(input_size(check, case))
-    return LayerResult(check.name, ran, records, sizes, skipped)
+        except NotRun as why:
+            result.not_run.append((case, str(why)))
+            continue
+        except Skip as why:
+            result.skipped.append((case, str(why)))
+            continue
+        result.cases.append(case)
+        result.records.append(record)
+        result.sizes.append(input_size(check, case))
+    return result
 
 
 def check_layer(
@@ -132,20 +108,25 @@ def check_layer(
     special: bool | str | Iterable[str] = True, seed: int = 0,
     state: Mapping[str, str] | None = None, steps: int = 1,
     then: Mapping[str, Any] | None = None, name: str | None = None,
-    params: Mapping[str, str] | None = None, keep_values: bool = False, **more: Any,
+    params: Mapping[str, str] | None = None, keep_values: bool = False,
+    neighbours: bool | None = None, vary: Mapping[str, Iterable[Any]] | None = None,
+    **more: Any,
 ) -> LayerResult:
     """Check a user's ``forward``/``backward`` pair against ``torch`` on every case.
 
     See :mod:`reference.checks.layer` for the conventions and :mod:`reference.checks.cases`
     for the sweep and the special inputs; ``state``/``steps``/``then`` are described in
-    :mod:`reference.checks.state`. ``keep_values`` keeps both sides' arrays in the records
-    (off by default: a sweep holds many). ``tolerance`` (a ``Tolerance`` with its reason)
-    and ``kinks`` (the exact points of the ``kinks`` special, default 0) may be given.
+    :mod:`reference.checks.state`. ``neighbours`` (default: on unless a ``sweep`` is given)
+    adds the configurations one change away (:mod:`reference.checks.neighbours`), ``vary``
+    the values of options no rule knows. ``keep_values`` keeps both sides' arrays in the
+    records (off by default: a sweep holds many). ``tolerance`` (a ``Tolerance`` with its
+    reason), ``kinks`` (the exact points of the ``kinks`` special, default 0), ``domain``,
+    ``outputs`` and ``noise`` (see :class:`~reference.checks.layer.LayerCheck`) may be given.
     """
     check = LayerCheck(forward, backward, torch=torch, inputs=inputs, options=options,
                        params=params, state=state, steps=steps, then=then, name=name,
                        seed=seed, **more)
-    cases = cs.expand(sweep, dtypes, cs.special_names(special), check.symbols)
+    cases = all_cases(check, sweep, dtypes, special, neighbours, vary)
     return run_cases(check, cases, keep_values)
 
 
@@ -227,8 +208,8 @@ def layer_cases(forward: Callable[..., Any], backward: Callable[..., Any], **kwa
         sizes = {k: int(v) for k, v in config.items() if k in check.symbols}
         if special == "odd":
             sizes = {k: v | 1 for k, v in sizes.items()}
-        if special == "batch1" and cs.BATCH in sizes:
-            sizes[cs.BATCH] = 1
+        if special == "batch1" and check.batch_symbol in sizes:
+            sizes[str(check.batch_symbol)] = 1
         overrides = {k: v for k, v in config.items() if k not in check.symbols}
         return Check(check, cs.Case(dtype, sizes, overrides, special))
 

@@ -19,7 +19,8 @@ tensor's scale plus a few times PyTorch's own float32 rounding error on that ten
 A wrong derivative misses this bound by orders of magnitude; accumulated rounding
 meets it. The excuse is recorded with its numbers (``Outcome.rounding``) and counted.
 :func:`measured_bounds` is the same rule for two runs at hand (a layer step and its float64
-replay, :mod:`reference.core.driver`), and :func:`excuse` applies bounds to the tensors.
+replay, :mod:`reference.core.driver`), :func:`tensor_bound` for one tensor's two reference values
+(a user's layer, :mod:`reference.checks.arbitrate`), and :func:`excuse` applies bounds.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def rounding_bounds(spec: Spec, data: Data, single: ComparisonRecord,
     bounds: dict[str, tuple[float, str]] = {}
     for t in record.failures:
         name, factor = _single_name(t)
-        found = None if t.problem or name not in measured else _bound(t, *measured[name],
-                                                                      factor)
+        found = None if t.problem or name not in measured else tensor_bound(
+            t, *measured[name], factor)
         if found is None or not t.max_abs_error <= found[0]:
             return None
         bounds[t.name] = found
@@ -112,9 +113,8 @@ def _single_name(tensor: TensorComparison) -> tuple[str, float]:
     return str(dataclasses.replace(name, check=None)), _PROTOCOL_FACTOR[name.check]
 
 
-
-def _bound(t: TensorComparison, r32: np.ndarray, r64: np.ndarray, factor: float = 1.0
-           ) -> tuple[float, str] | None:
+def tensor_bound(t: TensorComparison, r32: np.ndarray, r64: np.ndarray, factor: float = 1.0
+                 ) -> tuple[float, str] | None:
     """The measured bound of ``t`` from PyTorch's float32 and float64 values of the tensor
     whose rounding it carries ``factor`` times, and how it was made."""
     if r32.shape != r64.shape or not r32.size:
@@ -140,7 +140,7 @@ def measured_bounds(tensors: list[TensorComparison], where: Mapping[str, Where],
         if t.problem or item is None:
             return None
         _, field, key, _ = item
-        found = _bound(t, np.asarray(run_value(ref32, field, key), dtype=np.float64),
+        found = tensor_bound(t, np.asarray(run_value(ref32, field, key), dtype=np.float64),
                        np.asarray(run_value(ref64, field, key), dtype=np.float64))
         if found is None or not t.max_abs_error <= found[0]:
             return None

@@ -1,10 +1,12 @@
 """Check a user's own layers and networks against PyTorch: the cases a Python file declares.
 
 FILE defines a module-level ``CASES`` list of ``reference.checks.LayerCase`` (a layer's
-forward/backward pair, its torch twin, inputs and sweep) and ``reference.checks.NetworkCase``
-(a network's values by tensor name). Prints one line per case and, for each failing one, the
-smallest failing configuration in full (or everything as JSON with --json); --report DIR
-writes the HTML report. Exit 0 when every case agrees, 1 when one fails, 2 on bad input.
+forward/backward pair, its torch twin, inputs and sweep), ``reference.checks.NetworkCase``
+(a network's values by tensor name), ``reference.checks.ModelCase`` (a whole model and its
+twin) and ``reference.checks.DropoutCase`` (a dropout-like layer, by its statistics).
+Prints one line per case and, for each failing one, the smallest failing configuration in
+full (or everything as JSON with --json); --report DIR writes the HTML report. Exit 0 when
+every case agrees, 1 when one fails, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -57,14 +59,14 @@ def _row(name: str, kind: str, total: int, failed: int, message: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reference.checks import LayerCase, LayerResult, NetworkCase
+    from reference.checks import DropoutCase, LayerCase, LayerResult, ModelCase, NetworkCase
     from reference.core.records import ComparisonRecord
 
     declared = load(args.file, args.cases)
     for case in declared:
-        if not isinstance(case, LayerCase | NetworkCase):
+        if not isinstance(case, LayerCase | NetworkCase | ModelCase | DropoutCase):
             raise ValueError(f"{args.file}: {args.cases} holds {type(case).__name__}, not a "
-                             "LayerCase or NetworkCase")
+                             "LayerCase, NetworkCase, ModelCase or DropoutCase")
     results: list[tuple[str, LayerResult | ComparisonRecord]] = [
         (case.name, case.run()) for case in declared]
     if args.report:
@@ -85,7 +87,7 @@ def _table(results: list[tuple[str, Any]]) -> str:
     details = []
     for name, result in results:
         if isinstance(result, LayerResult):
-            failed = len(result.failures)
+            failed = sum(not r.passed for r in result.records) + (not result.records)
             message = result.summary().split(": ", 1)[1] if failed else (
                 f"{len(result.skipped)} skipped (PyTorch rejects them)" if result.skipped
                 else "")
